@@ -1,0 +1,25 @@
+"""Shared fixtures: the real annotations (skipped when absent) and tiny synthetic datasets."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED_DATA = REPO.parent / "shared" / "data"
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> Path:
+    """The real benchmark annotations beside the clone; a user's clone does not have them."""
+    if not SHARED_DATA.is_dir():
+        pytest.skip(f"real annotations not found at {SHARED_DATA}")
+    return SHARED_DATA
+
+
+@pytest.fixture(scope="session")
+def tiny_moments(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from vhd.datamodules.synthetic import generate
+
+    return generate("moments", tmp_path_factory.mktemp("moments"), seed=0, size="tiny")

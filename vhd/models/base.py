@@ -1,0 +1,146 @@
+"""Shared LightningModule plumbing: one prediction path for evaluation and submission files.
+
+Every method implements ``predict_batch`` (a ``Batch`` in, official-format ``Prediction``s out) and
+``training_step``. Validation and test feed those same predictions to the metrics of the
+datamodule's evaluation ``protocol``, and ``vhd predict`` writes them, so what is scored is what is
+written.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import lightning as L
+import torch
+from lightning.pytorch.callbacks import Callback, ModelCheckpoint
+from torch import nn
+
+from vhd.types import Batch, Prediction
+from vhd.writers import SubmissionWriter
+
+# The figure each protocol's models are selected on (Moment-DETR's default for QVHighlights).
+MAIN_METRIC = {
+    "qvhighlights": "MR-full-mAP",
+    "charades": "MR-full-R1@0.7",
+    "tacos": "MR-full-R1@0.5",
+    "youtube": "mAP",
+    "tvsum": "top5-mAP",
+}
+
+
+def build_metrics(protocol: str, predicts_windows: bool) -> nn.ModuleDict:
+    """The torchmetrics of a protocol; moment metrics only for models that predict windows."""
+    from vhd import metrics
+
+    if protocol == "qvhighlights":
+        built = {"saliency": metrics.QVHighlightsSaliencyMetric()}
+        if predicts_windows:
+            built["moments"] = metrics.MomentRetrievalMetric("qvhighlights")
+    elif protocol in ("charades", "tacos"):
+        built = {"moments": metrics.MomentRetrievalMetric(protocol)}
+    elif protocol == "youtube":
+        built = {"highlights": metrics.YouTubeHighlightsMetric()}
+    elif protocol == "tvsum":
+        built = {"highlights": metrics.TVSumMetric()}
+    else:
+        raise ValueError(f"unknown evaluation protocol {protocol!r}; expected one of {list(MAIN_METRIC)}")
+    return nn.ModuleDict(built)
+
+
+class VHDModule(L.LightningModule):
+    """Base of every vhd method. Subclasses set ``predicts_windows`` and ``input_dims``."""
+
+    predicts_windows: bool = True
+
+    def __init__(self, main_metric: str | None = None) -> None:
+        super().__init__()
+        self._main_metric = main_metric
+        self.metrics: nn.ModuleDict | None = None
+        self.protocol: str | None = None
+
+    # -- what subclasses provide -------------------------------------------------------------
+    def predict_batch(self, batch: Batch) -> list[Prediction]:
+        raise NotImplementedError
+
+    def input_dims(self) -> dict[str, int]:
+        """Feature sizes the model was built for, by batch key (checked on the first batch)."""
+        return {}
+
+    # -- evaluation ----------------------------------------------------------------------------
+    @property
+    def main_metric(self) -> str:
+        """The logged key model selection watches, e.g. ``val/MR-full-mAP``."""
+        name = self._main_metric or MAIN_METRIC.get(self.protocol or "qvhighlights", "MR-full-mAP")
+        return name if name.startswith("val/") else f"val/{name}"
+
+    def setup(self, stage: str) -> None:
+        datamodule = getattr(self.trainer, "datamodule", None)
+        self.protocol = getattr(datamodule, "protocol", None)
+        if self.protocol is not None and self.metrics is None:
+            self.metrics = build_metrics(self.protocol, self.predicts_windows)
+
+    def _evaluate_step(self, batch: Batch) -> None:
+        self._check_input_dims(batch)
+        if self.metrics is None:
+            raise RuntimeError(
+                "no evaluation protocol: the datamodule must define `protocol` to validate or test"
+            )
+        predictions = self.predict_batch(batch)
+        ground_truth = [meta["annotation"] for meta in batch["meta"]]
+        for metric in self.metrics.values():
+            metric.update(predictions, ground_truth)
+
+    def _log_metrics(self, prefix: str) -> dict[str, float]:
+        assert self.metrics is not None
+        results: dict[str, Any] = {}
+        for metric in self.metrics.values():
+            results.update(metric.compute())
+            metric.reset()
+        logged = {f"{prefix}/{key}": torch.as_tensor(value, dtype=torch.float32) for key, value in results.items()}
+        self.log_dict(logged, sync_dist=False)  # torchmetrics already synchronised the states
+        return {key: float(value) for key, value in logged.items()}
+
+    def validation_step(self, batch: Batch, batch_idx: int) -> None:
+        self._evaluate_step(batch)
+
+    def on_validation_epoch_end(self) -> None:
+        self._log_metrics("val")
+
+    def test_step(self, batch: Batch, batch_idx: int) -> None:
+        self._evaluate_step(batch)
+
+    def on_test_epoch_end(self) -> None:
+        self._log_metrics("test")
+
+    def predict_step(self, batch: Batch, batch_idx: int) -> list[Prediction]:
+        self._check_input_dims(batch)
+        return self.predict_batch(batch)
+
+    def on_train_batch_start(self, batch: Batch, batch_idx: int) -> None:
+        if batch_idx == 0:
+            self._check_input_dims(batch)
+
+    def _check_input_dims(self, batch: Batch) -> None:
+        for key, expected in self.input_dims().items():
+            if key in batch and batch[key].shape[-1] != expected:
+                raise ValueError(
+                    f"{type(self).__name__} was built for {key} features of size {expected}, but "
+                    f"the data gives {batch[key].shape[-1]} (feature folders concatenated, plus 2 "
+                    f"temporal endpoint columns for video when use_tef is on); set the model's "
+                    f"{key}_dim to {batch[key].shape[-1]} or change the data's feature folders"
+                )
+
+    # -- default callbacks ----------------------------------------------------------------------
+    def configure_callbacks(self) -> list[Callback]:
+        """Checkpoint on the main metric and write submissions unless the config already does."""
+        existing = self.trainer.callbacks if self._trainer is not None else []
+        callbacks: list[Callback] = []
+        if not any(isinstance(cb, ModelCheckpoint) and cb.monitor for cb in existing):
+            callbacks.append(
+                ModelCheckpoint(
+                    monitor=self.main_metric, mode="max", filename="best", save_last=True
+                )
+            )
+        if not any(isinstance(cb, SubmissionWriter) for cb in existing):
+            callbacks.append(SubmissionWriter())
+        return callbacks
