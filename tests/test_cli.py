@@ -28,7 +28,6 @@ def overrides(data_root: Path, run_dir: Path) -> list[str]:
         "--data.init_args.batch_size=8",
         f"--trainer.default_root_dir={run_dir}",
         f"--trainer.logger.init_args.save_dir={run_dir}",
-        "--trainer.callbacks.1.init_args.dirpath=" + str(run_dir / "checkpoints"),
         "--trainer.enable_progress_bar=false",
     ]
 
@@ -50,7 +49,9 @@ def test_fit_writes_best_checkpoint_on_main_metric(trained: Path) -> None:
     import torch
 
     checkpoint = torch.load(trained / "checkpoints" / "best.ckpt", weights_only=True)
-    callbacks = {key: value for key, value in checkpoint["callbacks"].items() if "ModelCheckpoint" in key}
+    callbacks = {
+        key: value for key, value in checkpoint["callbacks"].items() if "ModelCheckpoint" in key
+    }
     (state,) = callbacks.values()
     assert state["monitor"] == "val/MR-full-mAP"
     assert 0.0 <= float(state["best_model_score"]) <= 100.0
@@ -78,7 +79,8 @@ def test_predict_writes_official_submission(tiny_moments: Path, trained: Path) -
     submission = trained / "hl_test_submission.jsonl"
     rows = [json.loads(line) for line in submission.read_text().splitlines()]
     annotations = [
-        json.loads(line) for line in (tiny_moments / "annotations" / "test.jsonl").read_text().splitlines()
+        json.loads(line)
+        for line in (tiny_moments / "annotations" / "test.jsonl").read_text().splitlines()
     ]
     assert [row["qid"] for row in rows] == [record["qid"] for record in annotations]
     for row, record in zip(rows, annotations, strict=True):

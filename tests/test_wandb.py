@@ -13,7 +13,9 @@ from vhd.cli import main
 wandb = pytest.importorskip("wandb", reason="the `wandb` extra is part of `make test`'s setup")
 
 
-def test_wandb_logger_offline(tiny_moments: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_wandb_logger_offline(
+    tiny_moments: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("WANDB_MODE", "offline")
     monkeypatch.setenv("WANDB_SILENT", "true")
     monkeypatch.setenv("WANDB_DIR", str(tmp_path))
@@ -27,7 +29,9 @@ def test_wandb_logger_offline(tiny_moments: Path, tmp_path: Path, monkeypatch: p
         "      project: vhd-test\n"
         "      offline: true\n"
     )
-    args = [arg for arg in overrides(tiny_moments, tmp_path) if "logger.init_args.save_dir" not in arg]
+    args = [
+        arg for arg in overrides(tiny_moments, tmp_path) if "logger.init_args.save_dir" not in arg
+    ]
     main(["fit", *args, "--config", str(config), "--trainer.max_epochs=1"])
     wandb.finish()
 

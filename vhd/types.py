@@ -1,9 +1,9 @@
 """The two contracts every part of vhd speaks: ``Batch`` (datamodule -> model) and ``Prediction``
 (model -> metrics and submission files).
 
-Datamodules know files, never models; models know tensors, never files; metrics know predictions and
-ground truth, never models. Keeping these as plain ``TypedDict``s means Lightning moves batches to the
-device untouched and predictions serialise to the official jsonl format with ``json.dumps``.
+Datamodules know files, never models; models know tensors, never files; metrics know predictions
+and ground truth, never models. Keeping these as plain ``TypedDict``s means Lightning moves batches
+to the device untouched and predictions serialise to the official jsonl format with ``json.dumps``.
 """
 
 from __future__ import annotations
@@ -29,8 +29,8 @@ class Meta(TypedDict, total=False):
 class Batch(TypedDict, total=False):
     """A padded mini-batch. Required: ``video``, ``video_mask`` and ``meta``; the rest per dataset.
 
-    Masks are ``bool`` with ``True`` = valid. ``windows`` holds, per item, the ground-truth moments as
-    normalised ``(center, width)`` rows in ``[0, 1]`` (the DETR-family training target).
+    Masks are ``bool`` with ``True`` = valid. ``windows`` holds, per item, the ground-truth moments
+    as normalised ``(center, width)`` rows in ``[0, 1]`` (the DETR-family training target).
     """
 
     video: Tensor  # (B, L, Dv) float

@@ -1,4 +1,4 @@
-"""Writes ``vhd predict`` output as the official submission jsonl (``hl_{split}_submission.jsonl``)."""
+"""Writes ``vhd predict`` output as the official submission (``hl_{split}_submission.jsonl``)."""
 
 from __future__ import annotations
 

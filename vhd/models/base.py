@@ -15,6 +15,7 @@ import torch
 from lightning.pytorch.callbacks import Callback, ModelCheckpoint
 from torch import nn
 
+from vhd.callbacks import BestCheckpoint
 from vhd.types import Batch, Prediction
 from vhd.writers import SubmissionWriter
 
@@ -43,7 +44,9 @@ def build_metrics(protocol: str, predicts_windows: bool) -> nn.ModuleDict:
     elif protocol == "tvsum":
         built = {"highlights": metrics.TVSumMetric()}
     else:
-        raise ValueError(f"unknown evaluation protocol {protocol!r}; expected one of {list(MAIN_METRIC)}")
+        raise ValueError(
+            f"unknown evaluation protocol {protocol!r}; expected one of {list(MAIN_METRIC)}"
+        )
     return nn.ModuleDict(built)
 
 
@@ -61,6 +64,10 @@ class VHDModule(L.LightningModule):
     # -- what subclasses provide -------------------------------------------------------------
     def predict_batch(self, batch: Batch) -> list[Prediction]:
         raise NotImplementedError
+
+    def derived_metrics(self, results: dict[str, float]) -> dict[str, float]:
+        """Figures computed from the metrics (e.g. a method's model-selection score); none here."""
+        return {}
 
     def input_dims(self) -> dict[str, int]:
         """Feature sizes the model was built for, by batch key (checked on the first batch)."""
@@ -94,9 +101,13 @@ class VHDModule(L.LightningModule):
         assert self.metrics is not None
         results: dict[str, Any] = {}
         for metric in self.metrics.values():
-            results.update(metric.compute())
+            results.update({key: float(value) for key, value in metric.compute().items()})
             metric.reset()
-        logged = {f"{prefix}/{key}": torch.as_tensor(value, dtype=torch.float32) for key, value in results.items()}
+        results.update(self.derived_metrics(results))
+        logged = {
+            f"{prefix}/{key}": torch.as_tensor(value, dtype=torch.float32)
+            for key, value in results.items()
+        }
         self.log_dict(logged, sync_dist=False)  # torchmetrics already synchronised the states
         return {key: float(value) for key, value in logged.items()}
 
@@ -135,12 +146,8 @@ class VHDModule(L.LightningModule):
         """Checkpoint on the main metric and write submissions unless the config already does."""
         existing = self.trainer.callbacks if self._trainer is not None else []
         callbacks: list[Callback] = []
-        if not any(isinstance(cb, ModelCheckpoint) and cb.monitor for cb in existing):
-            callbacks.append(
-                ModelCheckpoint(
-                    monitor=self.main_metric, mode="max", filename="best", save_last=True
-                )
-            )
+        if not any(isinstance(cb, ModelCheckpoint) for cb in existing):
+            callbacks.append(BestCheckpoint())
         if not any(isinstance(cb, SubmissionWriter) for cb in existing):
             callbacks.append(SubmissionWriter())
         return callbacks

@@ -31,7 +31,7 @@ def threshold_windows(
     total, count = normalized.sum(), normalized.numel()
     windows: dict[tuple[int, int], float] = {}
     for threshold in thresholds:
-        above = (normalized >= threshold).tolist() + [False]
+        above = [*(normalized >= threshold).tolist(), False]
         start = None
         for index, flag in enumerate(above):
             if flag and start is None:
@@ -59,7 +59,7 @@ class SimilarityBaseline(VHDModule):
         hidden_dim: int = 128,
         temperature: float = 0.1,
         window_thresholds: Sequence[float] = (0.4, 0.5, 0.6, 0.7, 0.8),
-        max_windows: int = 10,
+        top_k_windows: int = 10,
         lr: float = 1e-3,
         weight_decay: float = 1e-4,
         main_metric: str | None = None,
@@ -89,7 +89,9 @@ class SimilarityBaseline(VHDModule):
         logits = self(batch)
         target = batch["labels"] if "labels" in batch else (batch["saliency"] > 0).float()
         mask = batch["video_mask"].float()
-        loss = F.binary_cross_entropy_with_logits(logits, target.float(), weight=mask, reduction="sum")
+        loss = F.binary_cross_entropy_with_logits(
+            logits, target.float(), weight=mask, reduction="sum"
+        )
         loss = loss / mask.sum()
         self.log("train/loss", loss, prog_bar=True, batch_size=len(batch["meta"]))
         return loss
@@ -106,13 +108,13 @@ class SimilarityBaseline(VHDModule):
                 "query": meta.get("query", ""),
                 "pred_saliency_scores": [round(value, 4) for value in scores.tolist()],
             }
-            if self.predicts_windows:
+            if self.protocol in (None, "qvhighlights", "charades", "tacos"):
                 prediction["pred_relevant_windows"] = threshold_windows(
                     scores,
                     meta["clip_len"],
                     meta["duration"],
                     self.hparams.window_thresholds,
-                    self.hparams.max_windows,
+                    self.hparams.top_k_windows,
                 )
             predictions.append(prediction)
         return predictions
