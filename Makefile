@@ -17,7 +17,7 @@ $(STAMP): pyproject.toml
 
 demo: setup
 	$(BIN)/vhd fit --config configs/quickstart.yaml
-	$(BIN)/vhd test --config configs/quickstart.yaml --ckpt_path runs/quickstart/checkpoints/best.ckpt
+	$(BIN)/vhd test --config configs/quickstart.yaml --ckpt_path runs/quickstart/checkpoints/best.ckpt --verbose false
 
 test: setup
 	$(BIN)/python -m pytest -q

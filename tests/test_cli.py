@@ -28,7 +28,6 @@ def overrides(data_root: Path, run_dir: Path) -> list[str]:
         "--data.init_args.batch_size=8",
         f"--trainer.default_root_dir={run_dir}",
         f"--trainer.logger.init_args.save_dir={run_dir}",
-        "--trainer.enable_progress_bar=false",
     ]
 
 
@@ -42,7 +41,7 @@ def trained(tiny_moments: Path, tmp_path_factory: pytest.TempPathFactory) -> Pat
 
 def test_fit_fast_dev_run(tiny_moments: Path, tmp_path: Path) -> None:
     main(["fit", *overrides(tiny_moments, tmp_path), "--trainer.fast_dev_run=true"])
-    assert not (tmp_path / "checkpoints").exists()  # fast_dev_run saves nothing
+    assert not (tmp_path / "checkpoints" / "best.ckpt").exists()  # no model selection
 
 
 def test_fit_writes_best_checkpoint_on_main_metric(trained: Path) -> None:
@@ -50,7 +49,7 @@ def test_fit_writes_best_checkpoint_on_main_metric(trained: Path) -> None:
 
     checkpoint = torch.load(trained / "checkpoints" / "best.ckpt", weights_only=True)
     callbacks = {
-        key: value for key, value in checkpoint["callbacks"].items() if "ModelCheckpoint" in key
+        key: value for key, value in checkpoint["callbacks"].items() if "BestCheckpoint" in key
     }
     (state,) = callbacks.values()
     assert state["monitor"] == "val/MR-full-mAP"

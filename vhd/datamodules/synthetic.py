@@ -171,7 +171,7 @@ def generate_moments(out: Path, config: SynthConfig, rng: np.random.Generator) -
     qid = 0
     for index in track(range(config.num_videos), description="moments"):
         vid = f"synth_{index:05d}_0.0_{config.num_clips * config.clip_len:.1f}"
-        segments = _segments(rng, config.num_clips, config.num_events, 2, 15)
+        segments = _segments(rng, config.num_clips, config.num_events, 2, 20)
         features = _smooth_noise(rng, config.num_clips, config.video_dim, config.noise)
         for event, start, end in segments:
             features[start:end] += world.common_video[event]

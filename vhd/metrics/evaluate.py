@@ -80,6 +80,19 @@ def evaluate(
     raise ValueError(f"unknown dataset {dataset!r}; choose one of {DATASETS}")
 
 
+def brief(metrics: Mapping[str, float], dataset: str | None, prefix: str = "") -> dict[str, float]:
+    """The headline figures of a protocol (the official brief), in the official order."""
+    names = {k[len(prefix) :]: v for k, v in metrics.items() if k.startswith(prefix)}
+    if dataset == "qvhighlights":
+        keys = [k for k in QVHIGHLIGHTS_BRIEF if k in names]
+        keys += [k for k in names if k.startswith("HL-")]
+    elif dataset in ("charades", "tacos"):
+        keys = [k for k in names if k.startswith("MR-full-R1@") or k == "MR-full-mIoU"]
+    else:
+        keys = list(names)
+    return {key: names[key] for key in keys}
+
+
 def metrics_table(metrics: Mapping[str, float], title: str = "metrics") -> Table:
     """A two-column rich table of figures rounded to two decimals, as the official prints."""
     table = Table(title=title)

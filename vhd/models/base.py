@@ -121,7 +121,14 @@ class VHDModule(L.LightningModule):
         self._evaluate_step(batch)
 
     def on_test_epoch_end(self) -> None:
-        self._log_metrics("test")
+        results = self._log_metrics("test")
+        if self.trainer.is_global_zero and not self.trainer.sanity_checking:
+            from rich.console import Console
+
+            from vhd.metrics.evaluate import brief, metrics_table
+
+            title = f"{type(self).__name__} on {self.protocol} (test split)"
+            Console().print(metrics_table(brief(results, self.protocol, prefix="test/"), title))
 
     def predict_step(self, batch: Batch, batch_idx: int) -> list[Prediction]:
         self._check_input_dims(batch)
