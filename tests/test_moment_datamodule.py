@@ -19,8 +19,12 @@ def write_features(root: Path, records: list[dict], clips: int, video_dim: int =
     (root / "video").mkdir(parents=True, exist_ok=True)
     (root / "text").mkdir(exist_ok=True)
     for record in records:
-        np.savez(root / "video" / f"{record['vid']}.npz", features=rng.normal(size=(clips, video_dim)))
-        np.savez(root / "text" / f"qid{record['qid']}.npz", last_hidden_state=rng.normal(size=(7, 4)))
+        np.savez(
+            root / "video" / f"{record['vid']}.npz", features=rng.normal(size=(clips, video_dim))
+        )
+        np.savez(
+            root / "text" / f"qid{record['qid']}.npz", last_hidden_state=rng.normal(size=(7, 4))
+        )
 
 
 def subset(path: Path, count: int, out: Path) -> list[dict]:
@@ -45,8 +49,12 @@ def datamodule(root: Path, **kwargs) -> MomentDataModule:
     return MomentDataModule(**settings)
 
 
-def test_qvhighlights_targets_match_official_construction(shared_data: Path, tmp_path: Path) -> None:
-    records = subset(shared_data / "qvhighlights" / "highlight_val_release.jsonl", 6, tmp_path / "train.jsonl")
+def test_qvhighlights_targets_match_official_construction(
+    shared_data: Path, tmp_path: Path
+) -> None:
+    records = subset(
+        shared_data / "qvhighlights" / "highlight_val_release.jsonl", 6, tmp_path / "train.jsonl"
+    )
     write_features(tmp_path, records, clips=75)
     dm = datamodule(tmp_path)
     dm.setup("fit")
@@ -56,7 +64,9 @@ def test_qvhighlights_targets_match_official_construction(shared_data: Path, tmp
     assert torch.allclose(item["video"][:, :6].norm(dim=1), torch.ones(75), atol=1e-4)
     assert item["video"][3, -2:].tolist() == pytest.approx([3 / 75, 4 / 75])
     (start, end), *_ = record["relevant_windows"]
-    assert item["windows"][0].tolist() == pytest.approx([(start + end) / 2 / 150, (end - start) / 150])
+    assert item["windows"][0].tolist() == pytest.approx(
+        [(start + end) / 2 / 150, (end - start) / 150]
+    )
     expected = np.zeros(75)
     expected[record["relevant_clip_ids"]] = np.sum(record["saliency_scores"], axis=1)
     assert item["saliency"].numpy() == pytest.approx(expected)
@@ -86,7 +96,9 @@ def test_charades_window_saliency(shared_data: Path, tmp_path: Path) -> None:
 
 
 def test_unlabelled_split_yields_inputs_only(shared_data: Path, tmp_path: Path) -> None:
-    records = subset(shared_data / "qvhighlights" / "highlight_test_release.jsonl", 2, tmp_path / "train.jsonl")
+    records = subset(
+        shared_data / "qvhighlights" / "highlight_test_release.jsonl", 2, tmp_path / "train.jsonl"
+    )
     write_features(tmp_path, records, clips=75)
     dm = datamodule(tmp_path)
     dm.setup("test")

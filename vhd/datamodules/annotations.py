@@ -26,10 +26,13 @@ def read_jsonl(path: str | Path) -> list[dict[str, Any]]:
                 record = json.loads(line)
             except json.JSONDecodeError as err:
                 raise AnnotationError(
-                    f"{path}:{number}: not valid JSON ({err.msg}); each line must be one JSON object"
+                    f"{path}:{number}: not valid JSON ({err.msg}); "
+                    "each line must be one JSON object"
                 ) from None
             if not isinstance(record, dict):
-                raise AnnotationError(f"{path}:{number}: expected a JSON object, got {record!r:.60}")
+                raise AnnotationError(
+                    f"{path}:{number}: expected a JSON object, got {record!r:.60}"
+                )
             record.setdefault("_source", f"{path}:{number}")
             records.append(record)
     return records

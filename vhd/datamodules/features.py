@@ -57,7 +57,9 @@ class FeatureFolder:
         except FeatureError:
             raise
         except Exception as err:  # zip/pickle/format errors all mean the same to the user
-            raise FeatureError(f"{path} cannot be read ({err}); re-extract or re-download it") from err
+            raise FeatureError(
+                f"{path} cannot be read ({err}); re-extract or re-download it"
+            ) from err
         array = np.asarray(array, dtype=np.float32)
         if array.ndim == 1:
             array = array[None]

@@ -14,11 +14,11 @@ import lightning as L
 import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
+from vhd.types import Batch
 
 from vhd.datamodules.annotations import AnnotationError, read_jsonl, require_fields, source
 from vhd.datamodules.collate import collate_items
 from vhd.datamodules.features import FeatureFolder, load_concatenated
-from vhd.types import Batch
 
 MomentProtocol = Literal["qvhighlights", "charades", "tacos"]
 Split = Literal["train", "val", "test"]
@@ -109,7 +109,9 @@ class MomentDataset(Dataset):
             saliency = self._window_saliency(windows[0], float(record["duration"]), num_clips)
             positive, negative = self._window_pairs(saliency)
         return {
-            "windows": torch.from_numpy(windows_to_center_width(windows, num_clips * self.clip_len)),
+            "windows": torch.from_numpy(
+                windows_to_center_width(windows, num_clips * self.clip_len)
+            ),
             "saliency": torch.from_numpy(saliency),
             "saliency_pos": torch.as_tensor(positive, dtype=torch.long),
             "saliency_neg": torch.as_tensor(negative, dtype=torch.long),
@@ -143,7 +145,9 @@ class MomentDataset(Dataset):
     ) -> tuple[list[int], list[int]]:
         """Pair 1: (best, worst) relevant clip; pair 2: (random relevant, random irrelevant)."""
         clip_ids = np.asarray(record["relevant_clip_ids"], dtype=np.int64)
-        ranked = clip_ids[np.argsort(saliency[clip_ids])]  # numpy's default order on ties, as official
+        ranked = clip_ids[
+            np.argsort(saliency[clip_ids])
+        ]  # numpy's default order on ties, as official
         positive = [int(ranked[-1]), int(clip_ids[torch.randint(len(clip_ids), ()).item()])]
         negative = [int(ranked[0])]
         outside = np.setdiff1d(np.arange(num_clips), clip_ids)
@@ -229,7 +233,9 @@ class MomentDataModule(L.LightningDataModule):
     def _build(self, split: str) -> MomentDataset:
         filename = self.files[split]
         if filename is None:
-            raise ValueError(f"no {split}_file configured for {type(self).__name__}; set data.{split}_file")
+            raise ValueError(
+                f"no {split}_file configured for {type(self).__name__}; set data.{split}_file"
+            )
         records = read_jsonl(self.data_root / filename)
         if not records:
             raise AnnotationError(f"{self.data_root / filename} holds no records")
@@ -240,7 +246,9 @@ class MomentDataModule(L.LightningDataModule):
         return MomentDataset(
             records,
             [FeatureFolder(self.data_root / folder) for folder in self.video_feature_dirs],
-            FeatureFolder(self.data_root / hp.text_feature_dir, hp.text_feature_key, hp.text_file_prefix),
+            FeatureFolder(
+                self.data_root / hp.text_feature_dir, hp.text_feature_key, hp.text_file_prefix
+            ),
             protocol=self.protocol,
             max_v_l=hp.max_v_l,
             max_q_l=hp.max_q_l,
@@ -273,4 +281,6 @@ class MomentDataModule(L.LightningDataModule):
         return self._loader("test", shuffle=False, batch_size=self.hparams.eval_batch_size)
 
     def predict_dataloader(self) -> DataLoader[Batch]:
-        return self._loader(self.predict_split, shuffle=False, batch_size=self.hparams.eval_batch_size)
+        return self._loader(
+            self.predict_split, shuffle=False, batch_size=self.hparams.eval_batch_size
+        )
