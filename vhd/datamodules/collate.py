@@ -6,6 +6,7 @@ from typing import Any
 
 import torch
 from torch import Tensor
+
 from vhd.types import Batch
 
 # Sequences padded along time to the longest item; their masks are named "<key>_mask".

@@ -14,11 +14,11 @@ import lightning as L
 import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
-from vhd.types import Batch
 
 from vhd.datamodules.annotations import AnnotationError, read_jsonl, require_fields, source
 from vhd.datamodules.collate import collate_items
 from vhd.datamodules.features import FeatureFolder, load_concatenated
+from vhd.types import Batch
 
 MomentProtocol = Literal["qvhighlights", "charades", "tacos"]
 Split = Literal["train", "val", "test"]
