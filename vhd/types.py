@@ -24,6 +24,9 @@ class Meta(TypedDict, total=False):
     num_clips: int  # valid clips of this item (== video_mask[i].sum())
     domain: str  # highlight datasets: YouTube / TVSum category
     annotation: dict[str, Any]  # the raw annotation record, the metrics' ground truth
+    clip_ids: list[int]  # training windows: positions of the window's clips in the full video
+    window_start: int  # unlabeled windows: first step of the window in the source video
+    source_steps: int  # unlabeled windows: real steps before repetition fills the window
 
 
 class Batch(TypedDict, total=False):
@@ -43,6 +46,7 @@ class Batch(TypedDict, total=False):
     saliency_neg: Tensor  # (B, P) long, clip indices of negative clips of the pairs
     windows: list[Tensor]  # per item (n_i, 2) normalised (center, width)
     labels: Tensor  # (B, L) float, per-clip highlight labels of segment datasets
+    mask: Tensor  # (B, L) bool, True = step hidden for masked reconstruction (RASL)
     meta: list[Meta]
 
 

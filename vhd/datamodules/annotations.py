@@ -14,9 +14,7 @@ class AnnotationError(ValueError):
 
 def read_jsonl(path: str | Path) -> list[dict[str, Any]]:
     """Read one JSON object per line; blank lines are allowed, anything else malformed raises."""
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"annotation file not found: {path}")
+    path = _existing(path)
     records = []
     with path.open(encoding="utf-8") as lines:
         for number, line in enumerate(lines, start=1):
@@ -26,8 +24,8 @@ def read_jsonl(path: str | Path) -> list[dict[str, Any]]:
                 record = json.loads(line)
             except json.JSONDecodeError as err:
                 raise AnnotationError(
-                    f"{path}:{number}: not valid JSON ({err.msg}); "
-                    "each line must be one JSON object"
+                    f"{path}:{number}: not valid JSON ({err.msg}); each line must be one JSON "
+                    "object"
                 ) from None
             if not isinstance(record, dict):
                 raise AnnotationError(
@@ -36,6 +34,26 @@ def read_jsonl(path: str | Path) -> list[dict[str, Any]]:
             record.setdefault("_source", f"{path}:{number}")
             records.append(record)
     return records
+
+
+def read_json(path: str | Path) -> Any:
+    """One JSON document (e.g. splits.json); a syntax error names file, line and column."""
+    path = _existing(path)
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as err:
+        raise AnnotationError(
+            f"{path}:{err.lineno}:{err.colno}: not valid JSON ({err.msg}); fix or re-download it"
+        ) from None
+
+
+def _existing(path: str | Path) -> Path:
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"annotation file not found: {path}; check data_root and the annotation file options"
+        )
+    return path
 
 
 def require_fields(record: dict[str, Any], fields: Iterable[str]) -> None:

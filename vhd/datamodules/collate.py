@@ -11,8 +11,8 @@ from vhd.types import Batch
 
 # Sequences padded along time to the longest item; their masks are named "<key>_mask".
 SEQUENCE_KEYS = ("video", "audio", "query")
-# Per-clip targets padded with zeros to the padded video length.
-PER_CLIP_KEYS = ("saliency", "labels")
+# Per-clip targets (and the reconstruction mask) padded with zeros/False to the video length.
+PER_CLIP_KEYS = ("saliency", "labels", "mask")
 # Fixed-size per-item tensors, stacked.
 STACKED_KEYS = ("saliency_pos", "saliency_neg")
 

@@ -2,7 +2,13 @@
 
 Targets are built as the official Moment-DETR / QD-DETR / VideoLights loaders build them, so a
 model trained here sees the numbers it would see in the official code (see
-``shared/docs/videolights_reference.md`` section 1).
+``shared/docs/videolights_reference.md`` section 1 and ``targets.py``). The rule follows the
+record: annotator ratings (``relevant_clip_ids`` + ``saliency_scores``) give the QVHighlights
+targets, windows alone the Charades-STA ones (as the official code does for pretraining corpora).
+
+Per-dataset settings (official): QVHighlights max_v_l 75, max_q_l 32, clip_len 2, max_windows 5,
+text files ``qid{qid}.npz``; Charades-STA the same with clip_len 1; TACoS clip_len 2, no cut
+(max_v_l null), text files ``{qid}.npz`` (text_file_prefix "").
 """
 
 from __future__ import annotations
@@ -10,104 +16,159 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Literal
 
-import lightning as L
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import Dataset
 
-from vhd.datamodules.annotations import AnnotationError, read_jsonl, require_fields, source
-from vhd.datamodules.collate import collate_items
-from vhd.datamodules.features import FeatureFolder, load_concatenated
-from vhd.types import Batch
+from vhd.datamodules.annotations import (
+    AnnotationError,
+    read_jsonl,
+    require_fields,
+    source,
+    strip_private,
+)
+from vhd.datamodules.common import (
+    FeatureGroup,
+    LabelledDataModule,
+    ShortFeatures,
+    report_records,
+    short_features_error,
+)
+from vhd.datamodules.features import CacheMode
+from vhd.datamodules.targets import (
+    annotator_saliency,
+    qvhighlights_pairs,
+    temporal_endpoint_features,
+    window_pairs,
+    window_saliency,
+    windows_to_center_width,
+)
+
+__all__ = [
+    "MomentDataModule",
+    "MomentDataset",
+    "temporal_endpoint_features",
+    "windows_to_center_width",
+]
 
 MomentProtocol = Literal["qvhighlights", "charades", "tacos"]
 Split = Literal["train", "val", "test"]
 
 
-def temporal_endpoint_features(length: int) -> np.ndarray:
-    """(i/L, (i+1)/L) per clip: the TEF columns appended after the visual features."""
-    starts = np.arange(length, dtype=np.float32) / length
-    return np.stack([starts, starts + 1.0 / length], axis=1)
+# -- labels ----------------------------------------------------------------------------------------
+def parse_moment_labels(record: dict[str, Any]) -> dict[str, np.ndarray]:
+    """Windows (n, 2) seconds, and for rated records clip ids with their rating rows."""
+    windows = np.asarray(record["relevant_windows"], dtype=np.float32)
+    if windows.ndim != 2 or windows.shape[1] != 2 or (windows[:, 1] < windows[:, 0]).any():
+        raise AnnotationError(
+            f"{source(record)}: qid={record.get('qid')!r} relevant_windows must be [[start, end], "
+            f"...] seconds with start <= end, got {record['relevant_windows']!r:.80}"
+        )
+    labels = {"windows": windows}
+    if record.get("relevant_clip_ids") is not None and record.get("saliency_scores") is not None:
+        clip_ids = np.asarray(record["relevant_clip_ids"], dtype=np.int64).reshape(-1)
+        scores = np.asarray(record["saliency_scores"], dtype=np.float32)
+        if len(scores) != len(clip_ids) or len(clip_ids) == 0:
+            raise AnnotationError(
+                f"{source(record)}: qid={record.get('qid')!r} has {len(clip_ids)} "
+                f"relevant_clip_ids but {len(scores)} saliency_scores rows; they pair one to one"
+            )
+        labels.update(clip_ids=clip_ids, scores=scores.reshape(len(clip_ids), -1))
+    return labels
 
 
-def windows_to_center_width(windows: np.ndarray, span: float) -> np.ndarray:
-    """Seconds -> normalised (center, width); official loaders divide by ctx_l x clip_len."""
-    normalized = np.clip(np.asarray(windows, dtype=np.float32) / span, 0.0, 1.0)
-    return np.stack([normalized.mean(axis=1), normalized[:, 1] - normalized[:, 0]], axis=1)
+def fit_labels(labels: dict[str, np.ndarray], num_clips: int, clip_len: float):
+    """Labels restricted to the features' span, and why they did not fit (``""`` if they did).
+
+    Windows may end up to one clip past the features (extractors round the last clip down);
+    clip ids index the saliency vector, so they must exist.
+    """
+    span = num_clips * clip_len
+    problems = []
+    windows = labels["windows"]
+    if windows[:, 1].max() > span + clip_len + 1e-6:
+        problems.append(f"windows end at {windows[:, 1].max():g}s, features cover {span:g}s")
+    # the first window as annotated: the Charades-style saliency rule clamps it itself (official)
+    fitted = {"windows": np.minimum(windows[windows[:, 0] < span], span), "first": windows[0]}
+    if "clip_ids" in labels:
+        keep = labels["clip_ids"] < num_clips
+        if not keep.all():
+            problems.append(
+                f"relevant clip id {labels['clip_ids'].max()} but {num_clips} feature clips"
+            )
+        fitted.update(clip_ids=labels["clip_ids"][keep], scores=labels["scores"][keep])
+    return fitted, "; ".join(problems)
 
 
+# -- dataset ---------------------------------------------------------------------------------------
 class MomentDataset(Dataset):
-    """One annotation file plus its feature folders; items are dicts that ``collate_items`` pads."""
+    """Prepared (record, clip count, labels) entries plus feature groups; dict items for collate."""
 
     def __init__(
         self,
-        records: list[dict[str, Any]],
-        video_folders: list[FeatureFolder],
-        text_folder: FeatureFolder,
+        entries: list[dict[str, Any]],
+        video: FeatureGroup,
+        text: FeatureGroup,
+        audio: FeatureGroup | None = None,
         *,
-        protocol: MomentProtocol,
-        max_v_l: int,
-        max_q_l: int,
         clip_len: float,
         max_windows: int,
-        normalize_video: bool,
-        normalize_text: bool,
         use_tef: bool,
         with_labels: bool,
     ) -> None:
-        self.records = records
-        self.video_folders = video_folders
-        self.text_folder = text_folder
-        self.protocol = protocol
-        self.max_v_l = max_v_l
-        self.max_q_l = max_q_l
+        self.entries = entries
+        self.video = video
+        self.text = text
+        self.audio = audio
         self.clip_len = clip_len
         self.max_windows = max_windows
-        self.normalize_video = normalize_video
-        self.normalize_text = normalize_text
         self.use_tef = use_tef
         self.with_labels = with_labels
 
+    @property
+    def records(self) -> list[dict[str, Any]]:
+        return [entry["record"] for entry in self.entries]
+
     def __len__(self) -> int:
-        return len(self.records)
+        return len(self.entries)
 
     def __getitem__(self, index: int) -> dict[str, Any]:
-        record = self.records[index]
-        video = load_concatenated(
-            self.video_folders, record["vid"], self.max_v_l, self.normalize_video
-        )
+        entry = self.entries[index]
+        record, num_clips = entry["record"], entry["num_clips"]
+        video = self.video.load(record["vid"])[:num_clips]
         if self.use_tef:
-            video = np.concatenate([video, temporal_endpoint_features(len(video))], axis=1)
-        query = load_concatenated(
-            [self.text_folder], str(record["qid"]), self.max_q_l, self.normalize_text
-        )
+            video = np.concatenate([video, temporal_endpoint_features(num_clips)], axis=1)
         item: dict[str, Any] = {
             "video": torch.from_numpy(video),
-            "query": torch.from_numpy(query),
+            "query": torch.from_numpy(self.text.load(str(record["qid"]))),
             "meta": {
                 "qid": record["qid"],
                 "vid": record["vid"],
                 "query": record.get("query", ""),
                 "duration": float(record["duration"]),
                 "clip_len": self.clip_len,
-                "num_clips": len(video),
-                "annotation": {k: v for k, v in record.items() if not k.startswith("_")},
+                "num_clips": num_clips,
+                "annotation": strip_private(record),
             },
         }
+        if self.audio is not None:
+            item["audio"] = torch.from_numpy(self.audio.load(record["vid"])[:num_clips])
         if self.with_labels:
-            item.update(self._targets(record, len(video)))
+            item.update(self._targets(entry["labels"], float(record["duration"]), num_clips))
         return item
 
-    def _targets(self, record: dict[str, Any], num_clips: int) -> dict[str, Any]:
-        windows = np.asarray(record["relevant_windows"], dtype=np.float32).reshape(-1, 2)
+    def _targets(
+        self, labels: dict[str, np.ndarray], duration: float, num_clips: int
+    ) -> dict[str, Any]:
+        windows = labels["windows"]
         if len(windows) > self.max_windows:  # official: shuffle, keep the first max_windows
             windows = windows[torch.randperm(len(windows))[: self.max_windows].numpy()]
-        if "saliency_scores" in record and record.get("relevant_clip_ids") is not None:
-            saliency = self._annotator_saliency(record, num_clips)
-            positive, negative = self._qvhighlights_pairs(record, saliency, num_clips)
-        else:
-            saliency = self._window_saliency(windows[0], float(record["duration"]), num_clips)
-            positive, negative = self._window_pairs(saliency)
+        if "clip_ids" in labels:
+            saliency = annotator_saliency(labels["clip_ids"], labels["scores"], num_clips)
+            positive, negative = qvhighlights_pairs(labels["clip_ids"], labels["scores"], num_clips)
+        else:  # official: only the first window (in file order) defines saliency
+            saliency = window_saliency(labels["first"], duration, num_clips)
+            positive, negative = window_pairs(labels["first"], duration, num_clips)
         return {
             "windows": torch.from_numpy(
                 windows_to_center_width(windows, num_clips * self.clip_len)
@@ -117,67 +178,25 @@ class MomentDataset(Dataset):
             "saliency_neg": torch.as_tensor(negative, dtype=torch.long),
         }
 
-    def _annotator_saliency(self, record: dict[str, Any], num_clips: int) -> np.ndarray:
-        """Per clip: the sum of the three annotators' 0-4 ratings (0..12), zero elsewhere."""
-        clip_ids = np.asarray(record["relevant_clip_ids"], dtype=np.int64)
-        scores = np.asarray(record["saliency_scores"], dtype=np.float32).reshape(len(clip_ids), -1)
-        if clip_ids.size and clip_ids.max() >= num_clips:
-            raise AnnotationError(
-                f"{source(record)}: qid={record['qid']} has relevant clip id {clip_ids.max()} but "
-                f"the features of vid {record['vid']!r} have only {num_clips} clips; check the "
-                "feature files (or max_v_l) for this video"
-            )
-        saliency = np.zeros(num_clips, dtype=np.float32)
-        saliency[clip_ids] = scores.sum(axis=1)
-        return saliency
 
-    def _window_saliency(self, window: np.ndarray, duration: float, num_clips: int) -> np.ndarray:
-        """Charades-style binary saliency: 1 on the clips covered by the first window."""
-        seconds_per_clip = duration / num_clips
-        start = int(window[0] / seconds_per_clip)
-        end = max(0, min(int(window[1] / seconds_per_clip), num_clips) - 1)
-        saliency = np.zeros(num_clips, dtype=np.float32)
-        saliency[min(start, end) : end + 1] = 1.0
-        return saliency
-
-    def _qvhighlights_pairs(
-        self, record: dict[str, Any], saliency: np.ndarray, num_clips: int
-    ) -> tuple[list[int], list[int]]:
-        """Pair 1: (best, worst) relevant clip; pair 2: (random relevant, random irrelevant)."""
-        clip_ids = np.asarray(record["relevant_clip_ids"], dtype=np.int64)
-        ranked = clip_ids[
-            np.argsort(saliency[clip_ids])
-        ]  # numpy's default order on ties, as official
-        positive = [int(ranked[-1]), int(clip_ids[torch.randint(len(clip_ids), ()).item()])]
-        negative = [int(ranked[0])]
-        outside = np.setdiff1d(np.arange(num_clips), clip_ids)
-        if len(outside):
-            negative.append(int(outside[torch.randint(len(outside), ()).item()]))
-        else:
-            positive[1] = positive[0]
-            negative.append(negative[0])
-        return positive, negative
-
-    def _window_pairs(self, saliency: np.ndarray) -> tuple[list[int], list[int]]:
-        """Two distinct random clips inside and outside the window (positives when none outside)."""
-        inside = np.flatnonzero(saliency > 0)
-        outside = np.flatnonzero(saliency == 0)
-        positive = inside[torch.randperm(len(inside))[:2].numpy()].tolist()
-        positive = (positive * 2)[:2]
-        if len(outside) >= 2:
-            negative = outside[torch.randperm(len(outside))[:2].numpy()].tolist()
-        else:
-            negative = list(positive)
-        return positive, negative
-
-
-class MomentDataModule(L.LightningDataModule):
+class MomentDataModule(LabelledDataModule):
     """QVHighlights-format moment retrieval data: jsonl annotations + per-video feature folders.
 
-    Paths are relative to ``data_root``. ``synthetic`` (e.g. ``{seed: 0, size: quickstart}``)
-    generates the embedded synthetic moments data into ``data_root`` on first use, so a config
-    runs on a machine without any benchmark features.
+    Paths are relative to ``data_root``. Video types (``video_feature_dirs``, ``{vid}.npz`` key
+    ``features``) are each cut to ``max_v_l`` and L2-normalised, then cut to the shortest together
+    with the optional ``audio_feature_dirs`` and concatenated; ``use_tef`` appends the two temporal
+    endpoint columns. Text: ``{text_file_prefix}{qid}.npz`` in ``text_feature_dir`` (one folder or
+    a list, concatenated), key ``last_hidden_state`` (tokens) or ``pooler_output`` (one row).
+    A split whose records have no ``relevant_windows`` (e.g. the QVHighlights test set) yields
+    inputs only. Default folders when null: video ``[slowfast_features, clip_features]``.
+    Labels that need more clips than the features have fail at setup, listing the records;
+    ``on_short_features="truncate"`` cuts them instead (logged, with a count). ``feature_cache``:
+    ``"memory"`` or ``"mmap"`` (one packed file per folder under ``cache_dir``, default
+    ``data_root/.feature_cache``, built once). ``synthetic`` (e.g. ``{seed: 0, size:
+    quickstart}``) generates the embedded synthetic moments data into ``data_root`` on first use.
     """
+
+    synthetic_kind = "moments"
 
     def __init__(
         self,
@@ -186,17 +205,22 @@ class MomentDataModule(L.LightningDataModule):
         val_file: str | None = "highlight_val_release.jsonl",
         test_file: str | None = "highlight_test_release.jsonl",
         video_feature_dirs: list[str] | None = None,
-        text_feature_dir: str = "clip_text_features",
+        text_feature_dir: str | list[str] = "clip_text_features",
         text_feature_key: str = "last_hidden_state",
         text_file_prefix: str = "qid",
+        audio_feature_dirs: list[str] | None = None,
         protocol: MomentProtocol = "qvhighlights",
-        max_v_l: int = 75,
-        max_q_l: int = 32,
+        max_v_l: int | None = 75,
+        max_q_l: int | None = 32,
         clip_len: float = 2.0,
         max_windows: int = 5,
         normalize_video: bool = True,
         normalize_text: bool = True,
+        normalize_audio: bool = False,
         use_tef: bool = True,
+        on_short_features: ShortFeatures = "error",
+        feature_cache: CacheMode = "none",
+        cache_dir: str | None = None,
         predict_split: Split = "test",
         batch_size: int = 32,
         eval_batch_size: int = 100,
@@ -206,81 +230,111 @@ class MomentDataModule(L.LightningDataModule):
     ) -> None:
         super().__init__()
         self.save_hyperparameters()
+        if protocol not in ("qvhighlights", "charades", "tacos"):
+            raise ValueError(
+                f"unknown moment protocol {protocol!r}; use qvhighlights, charades or tacos"
+            )
+        if predict_split not in ("train", "val", "test"):
+            raise ValueError(f"unknown predict_split {predict_split!r}; use train, val or test")
         self.data_root = Path(data_root)
         self.protocol = protocol
         self.predict_split = predict_split
         self.video_feature_dirs = video_feature_dirs or ["slowfast_features", "clip_features"]
+        self.text_feature_dirs = (
+            [text_feature_dir] if isinstance(text_feature_dir, str) else list(text_feature_dir)
+        )
         self.files = {"train": train_file, "val": val_file, "test": test_file}
-        self.datasets: dict[str, MomentDataset] = {}
 
-    def prepare_data(self) -> None:
-        if self.hparams.synthetic is not None:
-            from vhd.datamodules.synthetic import ensure_synthetic
+    def _groups(self) -> tuple[FeatureGroup, FeatureGroup, FeatureGroup | None]:
+        hp = self.hparams
+        common = dict(
+            cache=hp.feature_cache, cache_dir=self.data_root / (hp.cache_dir or ".feature_cache")
+        )
+        video = FeatureGroup(
+            self.data_root, self.video_feature_dirs, what="video", config_key="video_feature_dirs",
+            normalize=hp.normalize_video, max_len=hp.max_v_l, **common,
+        )  # fmt: skip
+        text = FeatureGroup(
+            self.data_root, self.text_feature_dirs, what="text", config_key="text_feature_dir",
+            key=hp.text_feature_key, prefix=hp.text_file_prefix,
+            normalize=hp.normalize_text, max_len=hp.max_q_l, **common,
+        )  # fmt: skip
+        audio = None
+        if hp.audio_feature_dirs:
+            audio = FeatureGroup(
+                self.data_root, hp.audio_feature_dirs, what="audio",
+                config_key="audio_feature_dirs", normalize=hp.normalize_audio,
+                max_len=hp.max_v_l, **common,
+            )  # fmt: skip
+        return video, text, audio
 
-            ensure_synthetic("moments", self.data_root, **self.hparams.synthetic)
-
-    def setup(self, stage: str | None = None) -> None:
-        wanted = {
-            "fit": ["train", "val"],
-            "validate": ["val"],
-            "test": ["test"],
-            "predict": [self.predict_split],
-        }.get(stage or "fit", ["train", "val", "test"])
-        for split in wanted:
-            if split not in self.datasets:
-                self.datasets[split] = self._build(split)
-
-    def _build(self, split: str) -> MomentDataset:
+    def _read(self, split: str) -> tuple[Path, list[dict[str, Any]], bool]:
+        if split not in self.files:
+            raise ValueError(f"unknown split {split!r}; moment datasets have train, val and test")
         filename = self.files[split]
         if filename is None:
             raise ValueError(
                 f"no {split}_file configured for {type(self).__name__}; set data.{split}_file"
             )
-        records = read_jsonl(self.data_root / filename)
+        path = self.data_root / filename
+        records = read_jsonl(path)
         if not records:
-            raise AnnotationError(f"{self.data_root / filename} holds no records")
+            raise AnnotationError(f"{path} holds no records; check the file or data.{split}_file")
         for record in records:
             require_fields(record, ("qid", "vid", "duration"))
-        with_labels = all(record.get("relevant_windows") for record in records)
+        labelled = [bool(record.get("relevant_windows")) for record in records]
+        if any(labelled) and not all(labelled):
+            unlabelled = records[labelled.index(False)]
+            raise AnnotationError(
+                f"{source(unlabelled)}: qid={unlabelled['qid']!r} has no relevant_windows while "
+                f"other records of {path} do; a split is either labelled or inputs-only"
+            )
+        return path, records, all(labelled)
+
+    def _build(self, split: str) -> MomentDataset:
         hp = self.hparams
+        path, records, with_labels = self._read(split)
+        video, text, audio = self._groups()
+        by_vid: dict[str, list[dict[str, Any]]] = {}
+        for record in records:
+            by_vid.setdefault(str(record["vid"]), []).append(record)
+        lengths = video.check(by_vid)
+        if audio is not None:
+            audio_lengths = audio.check(by_vid)
+            lengths = {vid: min(length, audio_lengths[vid]) for vid, length in lengths.items()}
+        text.check({str(record["qid"]): [record] for record in records})
+        entries = self._entries(records, lengths, with_labels)
+        if not entries:
+            raise AnnotationError(
+                f"{path}: no record is left after fitting labels to the features; check the "
+                "features or use on_short_features='error' to see why"
+            )
         return MomentDataset(
-            records,
-            [FeatureFolder(self.data_root / folder) for folder in self.video_feature_dirs],
-            FeatureFolder(
-                self.data_root / hp.text_feature_dir, hp.text_feature_key, hp.text_file_prefix
-            ),
-            protocol=self.protocol,
-            max_v_l=hp.max_v_l,
-            max_q_l=hp.max_q_l,
-            clip_len=hp.clip_len,
-            max_windows=hp.max_windows,
-            normalize_video=hp.normalize_video,
-            normalize_text=hp.normalize_text,
-            use_tef=hp.use_tef,
-            with_labels=with_labels,
-        )
+            entries, video, text, audio, clip_len=hp.clip_len, max_windows=hp.max_windows,
+            use_tef=hp.use_tef, with_labels=with_labels,
+        )  # fmt: skip
 
-    def _loader(self, split: str, shuffle: bool, batch_size: int) -> DataLoader[Batch]:
-        return DataLoader(
-            self.datasets[split],
-            batch_size=batch_size,
-            shuffle=shuffle,
-            num_workers=self.hparams.num_workers,
-            pin_memory=self.hparams.pin_memory,
-            persistent_workers=self.hparams.num_workers > 0,
-            collate_fn=collate_items,
-        )
-
-    def train_dataloader(self) -> DataLoader[Batch]:
-        return self._loader("train", shuffle=True, batch_size=self.hparams.batch_size)
-
-    def val_dataloader(self) -> DataLoader[Batch]:
-        return self._loader("val", shuffle=False, batch_size=self.hparams.eval_batch_size)
-
-    def test_dataloader(self) -> DataLoader[Batch]:
-        return self._loader("test", shuffle=False, batch_size=self.hparams.eval_batch_size)
-
-    def predict_dataloader(self) -> DataLoader[Batch]:
-        return self._loader(
-            self.predict_split, shuffle=False, batch_size=self.hparams.eval_batch_size
-        )
+    def _entries(
+        self, records: list[dict[str, Any]], lengths: dict[str, int], with_labels: bool
+    ) -> list[dict[str, Any]]:
+        hp = self.hparams
+        entries, short, emptied = [], [], []
+        for record in records:
+            num_clips = lengths[str(record["vid"])]
+            entry: dict[str, Any] = {"record": record, "num_clips": num_clips}
+            if with_labels:
+                labels, problem = fit_labels(parse_moment_labels(record), num_clips, hp.clip_len)
+                if problem:
+                    short.append((record, problem))
+                if len(labels["windows"]) == 0 or len(labels.get("clip_ids", [0])) == 0:
+                    emptied.append(record)
+                    continue
+                entry["labels"] = labels
+            entries.append(entry)
+        if short and hp.on_short_features == "error":
+            raise short_features_error(
+                short, "or set on_short_features='truncate' to cut their labels to the features"
+            )
+        report_records([record for record, _ in short], "had labels cut to their features")
+        report_records(emptied, "lost every label to the cut and are left out of this split")
+        return entries
