@@ -1,8 +1,16 @@
-"""``vhd eval``: score a submission jsonl against ground truth, like the official checkers."""
+"""``vhd eval``: score a submission jsonl against the ground truth, like the official scripts.
+
+    vhd eval --gt highlight_val_release.jsonl --pred hl_val_submission.jsonl --out metrics.json
+
+prints a table of the headline figures and writes the JSON the official script writes (for
+QVHighlights, the structure of Moment-DETR's ``eval_submission``: ``brief``, ``HL-min-*`` and the
+``full`` / ``long`` / ``middle`` / ``short`` buckets), rounded as it rounds.
+"""
 
 from __future__ import annotations
 
 import argparse
+import io
 import json
 import sys
 from collections.abc import Mapping, Sequence
@@ -12,36 +20,71 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-from vhd.datamodules.annotations import AnnotationError, read_jsonl, strip_private
 from vhd.metrics import functional as F
+from vhd.metrics.submission import SubmissionError, check_predictions, match_qids, read_jsonl
 
 DATASETS = ("qvhighlights", "charades", "tacos", "youtube", "tvsum")
-QVHIGHLIGHTS_BRIEF = (
-    "MR-full-mAP",
-    "MR-full-mAP@0.5",
-    "MR-full-mAP@0.75",
-    "MR-short-mAP",
-    "MR-middle-mAP",
-    "MR-long-mAP",
-    "MR-full-R1@0.5",
-    "MR-full-R1@0.7",
+# Moment-DETR's brief, in its order (it sorts the MR keys, then appends the HL ones).
+QVHIGHLIGHTS_MR_BRIEF = tuple(sorted((
+    "MR-full-mAP", "MR-full-mAP@0.5", "MR-full-mAP@0.75", "MR-short-mAP", "MR-middle-mAP",
+    "MR-long-mAP", "MR-full-R1@0.5", "MR-full-R1@0.7",
+)))  # fmt: skip
+QVHIGHLIGHTS_HL_BRIEF = tuple(
+    f"HL-min-{level}-{figure}" for level in F.SALIENCY_LEVELS for figure in ("mAP", "Hit1")
 )
+GROUNDING_BRIEF = (
+    *(f"MR-full-R1@{F.threshold_key(t)}" for t in F.GROUNDING_BRIEF_THRESHOLDS),
+    "MR-full-mIoU",
+)
+HIGHLIGHT_DIGITS = 3  # UMT rounds its fraction to 5 decimals: 3 in percent
+REQUIRED_FIELDS = {
+    "charades": ("pred_relevant_windows",),
+    "tacos": ("pred_relevant_windows",),
+    "youtube": ("pred_saliency_scores",),
+    "tvsum": ("pred_saliency_scores",),
+}
 
 
-class SubmissionError(ValueError):
-    """A submission that does not match its ground truth; the message lists what differs."""
+def _qvhighlights(predictions: F.Records, ground_truth: F.Records) -> dict[str, Any]:
+    flat: dict[str, float] = {}
+    nested: dict[str, Any] = {}
+    if "pred_relevant_windows" in predictions[0]:
+        flat.update(F.qvhighlights_mr(predictions, ground_truth))
+        for bucket in F.QVHIGHLIGHTS_BUCKETS:
+            nested[bucket] = {
+                "MR-mAP": {
+                    **{
+                        F.threshold_key(t): flat[f"MR-{bucket}-mAP@{F.threshold_key(t)}"]
+                        for t in F.MAP_THRESHOLDS
+                    },
+                    "average": flat[f"MR-{bucket}-mAP"],
+                },
+                "MR-R1": {
+                    F.threshold_key(t): flat[f"MR-{bucket}-R1@{F.threshold_key(t)}"]
+                    for t in F.QVHIGHLIGHTS_R1_THRESHOLDS
+                },
+            }
+    if "pred_saliency_scores" in predictions[0]:
+        flat.update(F.qvhighlights_hl(predictions, ground_truth))
+        for level in F.SALIENCY_LEVELS:
+            nested[f"HL-min-{level}"] = {
+                "HL-mAP": flat[f"HL-min-{level}-mAP"],
+                "HL-Hit1": flat[f"HL-min-{level}-Hit1"],
+            }
+    keys = [k for k in (*QVHIGHLIGHTS_MR_BRIEF, *QVHIGHLIGHTS_HL_BRIEF) if k in flat]
+    return F.round_metrics({"brief": {k: flat[k] for k in keys}, **dict(sorted(nested.items()))})
 
 
-def check_qids(predictions: Sequence[Mapping], ground_truth: Sequence[Mapping], pred_path: str):
-    pred_qids = {p["qid"] for p in predictions}
-    gt_qids = {g["qid"] for g in ground_truth}
-    if pred_qids != gt_qids:
-        missing, extra = sorted(gt_qids - pred_qids, key=str), sorted(pred_qids - gt_qids, key=str)
-        raise SubmissionError(
-            f"{pred_path}: qids differ from the ground truth; missing {len(missing)}: "
-            f"{missing[:20]}, extra {len(extra)}: {extra[:20]}. Predict every query of the split, "
-            "or pass --allow-partial to score the shared qids only"
-        )
+def _grounding(predictions: F.Records, ground_truth: F.Records, dataset: str) -> dict[str, Any]:
+    flat = F.moment_retrieval(predictions, ground_truth, dataset)
+    full = {
+        "MR-R1": {
+            F.threshold_key(t): flat[f"MR-full-R1@{F.threshold_key(t)}"]
+            for t in F.GROUNDING_R1_THRESHOLDS
+        },
+        "MR-mIoU": flat["MR-full-mIoU"],
+    }
+    return F.round_metrics({"brief": {k: flat[k] for k in GROUNDING_BRIEF}, "full": full})
 
 
 def evaluate(
@@ -49,87 +92,92 @@ def evaluate(
     ground_truth: Sequence[Mapping[str, Any]],
     dataset: str = "qvhighlights",
 ) -> dict[str, Any]:
-    """Metrics in the official structure: ``brief`` first, then grouped figures."""
+    """The official structure, rounded as the official scripts round (2 decimals; 3 for UMT's
+    YouTube / TVSum figures). QVHighlights scores MR when predictions have windows and HD when they
+    have saliency scores (as Moment-DETR, judged on the first prediction)."""
+    if not predictions:
+        raise ValueError("no predictions to evaluate")
     if dataset == "qvhighlights":
-        results: dict[str, Any] = {}
-        if any("pred_relevant_windows" in p for p in predictions):
-            results.update(F.qvhighlights_mr(predictions, ground_truth))
-        if any("pred_saliency_scores" in p for p in predictions):
-            results.update(F.qvhighlights_hl(predictions, ground_truth))
-        brief = {k: results[k] for k in QVHIGHLIGHTS_BRIEF if k in results}
-        brief.update({k: v for k, v in results.items() if k.startswith("HL-")})
-        structured: dict[str, Any] = {"brief": brief}
-        for bucket in F.LENGTH_BUCKETS:
-            if f"MR-{bucket}-mAP" in results:
-                structured[f"MR-{bucket}"] = {
-                    k: v for k, v in results.items() if k.startswith(f"MR-{bucket}-")
-                }
-        for level in F.SALIENCY_LEVELS:
-            if f"HL-min-{level}-mAP" in results:
-                structured[f"HL-min-{level}"] = {
-                    "HL-mAP": results[f"HL-min-{level}-mAP"],
-                    "HL-Hit1": results[f"HL-min-{level}-Hit1"],
-                }
-        return structured
+        return _qvhighlights(predictions, ground_truth)
     if dataset in ("charades", "tacos"):
-        return {"brief": F.grounding_mr(predictions, ground_truth)}
-    if dataset == "youtube":
-        return {"brief": F.youtube_map(predictions, ground_truth)}
-    if dataset == "tvsum":
-        return {"brief": F.tvsum_map(predictions, ground_truth)}
+        return _grounding(predictions, ground_truth, dataset)
+    if dataset in ("youtube", "tvsum"):
+        score = F.youtube_map if dataset == "youtube" else F.tvsum_map
+        return F.round_metrics({"brief": score(predictions, ground_truth)}, HIGHLIGHT_DIGITS)
     raise ValueError(f"unknown dataset {dataset!r}; choose one of {DATASETS}")
 
 
 def brief(metrics: Mapping[str, float], dataset: str | None, prefix: str = "") -> dict[str, float]:
-    """The headline figures of a protocol (the official brief), in the official order."""
+    """The headline figures of a protocol from flat metrics (e.g. a metric's ``compute`` or logged
+    ``test/...`` keys with ``prefix="test/"``), in the official order."""
     names = {k[len(prefix) :]: v for k, v in metrics.items() if k.startswith(prefix)}
     if dataset == "qvhighlights":
-        keys = [k for k in QVHIGHLIGHTS_BRIEF if k in names]
-        keys += [k for k in names if k.startswith("HL-")]
+        keys = [k for k in (*QVHIGHLIGHTS_MR_BRIEF, *QVHIGHLIGHTS_HL_BRIEF) if k in names]
     elif dataset in ("charades", "tacos"):
-        keys = [k for k in names if k.startswith("MR-full-R1@") or k == "MR-full-mIoU"]
+        keys = [k for k in GROUNDING_BRIEF if k in names]
     else:
         keys = list(names)
-    return {key: names[key] for key in keys}
+    return {key: float(names[key]) for key in keys}
 
 
-def metrics_table(metrics: Mapping[str, float], title: str = "metrics") -> Table:
-    """A two-column rich table of figures rounded to two decimals, as the official prints."""
+def metrics_table(metrics: Mapping[str, Any], title: str | None = None, digits: int = 2) -> Table:
+    """A rich table of flat figures, or of the ``brief`` of an official structure, with
+    ``digits`` decimals (the official scripts print 2)."""
+    if isinstance(metrics.get("brief"), Mapping):
+        metrics = metrics["brief"]
     table = Table(title=title)
     table.add_column("metric")
     table.add_column("value", justify="right")
     for key, value in metrics.items():
-        table.add_row(key, f"{float(value):.2f}")
+        table.add_row(key, f"{float(value):.{digits}f}")
     return table
 
 
+def format_table(
+    metrics: Mapping[str, Any], title: str | None = None, digits: int = 2, width: int = 80
+) -> str:
+    """``metrics_table`` rendered to plain text, e.g. for logs at the end of a training run."""
+    console = Console(file=io.StringIO(), width=width, color_system=None, force_terminal=False)
+    console.print(metrics_table(metrics, title, digits))
+    return console.file.getvalue()  # type: ignore[attr-defined]
+
+
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="vhd eval", description=__doc__)
-    parser.add_argument("--gt", required=True, help="ground-truth jsonl (official annotations)")
-    parser.add_argument("--pred", required=True, help="submission jsonl (one line per query)")
+    parser = argparse.ArgumentParser(
+        prog="vhd eval",
+        description="Score a submission jsonl against the ground truth, as the official scripts "
+        "do: a table of the headline figures, and the official JSON with --out.",
+    )
+    parser.add_argument("--gt", required=True, help="ground-truth jsonl (the official annotations)")
+    parser.add_argument("--pred", required=True, help="submission jsonl, one line per query")
     parser.add_argument("--dataset", choices=DATASETS, default="qvhighlights")
     parser.add_argument("--out", help="write the metrics JSON here")
     parser.add_argument(
-        "--allow-partial", action="store_true", help="score only the qids in both files"
+        "--allow-partial", action="store_true", help="score only the qids found in both files"
     )
     args = parser.parse_args(argv)
-    console = Console()
+    console = Console(highlight=False)
     try:
-        ground_truth = [strip_private(r) for r in read_jsonl(args.gt)]
-        predictions = [strip_private(r) for r in read_jsonl(args.pred)]
-        if args.allow_partial:
-            shared = {p["qid"] for p in predictions} & {g["qid"] for g in ground_truth}
-            ground_truth = [g for g in ground_truth if g["qid"] in shared]
-            predictions = [p for p in predictions if p["qid"] in shared]
-        else:
-            check_qids(predictions, ground_truth, args.pred)
-        metrics = F.round_metrics(evaluate(predictions, ground_truth, args.dataset))
-    except (AnnotationError, SubmissionError, FileNotFoundError, ValueError, KeyError) as err:
-        console.print(f"[red]error:[/red] {err}")
+        ground_truth = [record for _, record in read_jsonl(args.gt)]
+        pred_records = read_jsonl(args.pred)
+        check_predictions(pred_records, REQUIRED_FIELDS.get(args.dataset, ()))
+        predictions, ground_truth = match_qids(
+            [record for _, record in pred_records], ground_truth, args.allow_partial, args.pred
+        )
+        if len(predictions) < len(pred_records):
+            console.print(
+                f"--allow-partial: scoring {len(predictions)} of {len(pred_records)} qids",
+                soft_wrap=True,
+            )
+        metrics = evaluate(predictions, ground_truth, args.dataset)
+    except (SubmissionError, ValueError, KeyError, TypeError) as err:
+        console.print(f"[red]error:[/red] {err}", soft_wrap=True)
         return 2
-    console.print(metrics_table(metrics["brief"], title=f"{args.dataset}: {Path(args.pred).name}"))
+    digits = HIGHLIGHT_DIGITS if args.dataset in ("youtube", "tvsum") else 2
+    console.print(metrics_table(metrics, f"{args.dataset}: {Path(args.pred).name}", digits))
     if args.out:
-        Path(args.out).write_text(json.dumps(metrics, indent=4))
+        Path(args.out).write_text(json.dumps(metrics, indent=4) + "\n")
+        console.print(f"metrics written to {args.out}")
     return 0
 
 

@@ -1,17 +1,30 @@
-"""Pure functions that reproduce the official evaluators' numbers.
+"""Pure functions that give the official evaluators' numbers, query by query.
 
-- QVHighlights MR and HD: Moment-DETR's ``standalone_eval/eval.py`` (jayleicn/moment_detr).
-- YouTube Highlights and TVSum: UMT's ``datasets/youtube.py`` and ``datasets/tvsum.py``
-  (TencentARC/UMT), the protocol QD-DETR and VideoLights report.
+Sources of truth (re-implemented from their definitions, never copied):
 
-Every figure is built from *per-query* (or per-video) rows, then averaged; the torchmetrics
-classes store the same rows as tensors, so their results equal these functions' under DDP too.
-Figures are percentages in full precision; the official scripts round to two decimals when they
-print, which ``round_metrics`` does for tables and JSON.
+- QVHighlights MR and HD: Moment-DETR ``standalone_eval/eval.py`` (jayleicn/moment_detr).
+- Charades-STA / TACoS: the same R1 (top-1 window vs. the ground-truth window of highest IoU) at
+  IoU 0.3..0.95 and its mean IoU, as UniVTG's ``eval/eval.py`` extends Moment-DETR's script.
+- YouTube Highlights and TVSum: UMT ``datasets/youtube.py`` / ``datasets/tvsum.py``
+  (TencentARC/UMT), the protocol QD-DETR, UniVTG and VideoLights report.
 
-Deliberate differences from the official scripts, where those crash or drop data silently:
-a query with no predicted window scores AP 0 and IoU 0 (Moment-DETR crashes on R1 and drops the
-query from mAP); a ground-truth clip id beyond ``duration / 2`` is an error naming the query.
+Each query (video) becomes a small row of numbers (APs, IoUs, hits); ``summarize_*`` averages rows
+exactly as the official scripts average queries. The torchmetrics classes keep the same rows as
+``cat`` states, so a DDP run and a single pass give the same figures. Figures are percentages in
+full precision; ``round_metrics`` rounds them as the official scripts print.
+
+Where the official scripts crash, or silently drop data, we do this instead (documented once here):
+
+- a query without predicted windows scores AP 0 and IoU 0 (Moment-DETR crashes in R1 and leaves the
+  query out of mAP, which would reward predicting nothing for hard queries);
+- a window of zero or negative length has IoU 0 (the official cross IoU gives NaN for 0/0, which
+  then counts as a match);
+- a ground-truth record without windows, or with a clip id beyond ``duration / 2``, is an error
+  naming its qid (the official script gives NaN or crashes);
+- ties are broken deterministically, by list order (stable sorts). The official scripts use the same
+  order wherever their sort is stable (Python's ``list.sort``, sklearn's mergesort, numpy's
+  argsort on fewer than 17 elements); ``torch.argsort`` in UMT is unstable, so on tied saliency
+  scores UMT's own figure varies between runs and machines.
 """
 
 from __future__ import annotations
@@ -21,253 +34,496 @@ from typing import Any
 
 import numpy as np
 
-MAP_THRESHOLDS = np.round(np.linspace(0.5, 0.95, 10), 2)  # mAP@[0.5:0.05:0.95]
-R1_THRESHOLDS = np.round(np.linspace(0.3, 0.95, 14), 2)  # R1@0.3 .. R1@0.95
-LENGTH_BUCKETS: dict[str, tuple[float, float] | None] = {
+
+def _thresholds(first: float, last: float) -> tuple[float, ...]:
+    """Thresholds as the official scripts spell them: ``float(f"{t:.2f}")`` of a linspace."""
+    count = round((last - first) / 0.05) + 1
+    return tuple(float(f"{t:.2f}") for t in np.linspace(first, last, count))
+
+
+MAP_THRESHOLDS = _thresholds(0.5, 0.95)  # mAP@[0.5:0.05:0.95]
+QVHIGHLIGHTS_R1_THRESHOLDS = _thresholds(0.5, 0.95)  # Moment-DETR's R1
+GROUNDING_R1_THRESHOLDS = _thresholds(0.3, 0.95)  # UniVTG's R1 for Charades-STA / TACoS
+GROUNDING_BRIEF_THRESHOLDS = (0.3, 0.5, 0.7)
+MAX_PRED_WINDOWS = 10  # Moment-DETR's mAP reads the first 10 listed windows
+# Ground-truth window lengths (lo, hi] in seconds; "full" keeps every window (the official
+# (0, 150] range short-circuits to "no filter", so longer or empty windows stay in "full").
+QVHIGHLIGHTS_BUCKETS: dict[str, tuple[float, float] | None] = {
     "short": (0.0, 10.0),
     "middle": (10.0, 30.0),
     "long": (30.0, 150.0),
-    "full": None,  # every window, as the official (0, 150] range short-circuits
+    "full": None,
 }
-SALIENCY_LEVELS = {"Fair": 2, "Good": 3, "VeryGood": 4}
-GROUNDING_THRESHOLDS = (0.3, 0.5, 0.7)
+GROUNDING_BUCKETS: dict[str, tuple[float, float] | None] = {"full": None}
+SALIENCY_LEVELS = {"Fair": 2, "Good": 3, "VeryGood": 4}  # minimum rating of a positive clip
+QVHIGHLIGHTS_CLIP_LEN = 2.0
+QVHIGHLIGHTS_ANNOTATORS = 3
+TVSUM_TOP_K = 5
+Records = Sequence[Mapping[str, Any]]  # predictions or ground-truth records, as read from jsonl
 
 
-def _key(threshold: float) -> str:
-    return f"{float(threshold):g}"
+def threshold_key(threshold: float) -> str:
+    """``0.5`` -> ``"0.5"``, as the official scripts' ``str(float)`` keys."""
+    return str(float(threshold))
 
 
-# -- moment retrieval --------------------------------------------------------------------------
+# -- moment retrieval ------------------------------------------------------------------------------
 def temporal_iou(spans1: np.ndarray, spans2: np.ndarray) -> np.ndarray:
-    """(N, M) IoU of [start, end] rows; 0 where both spans are empty."""
+    """(N, M) IoU of ``[start, end]`` rows, union = sum of lengths - intersection (the official
+    "cross" IoU that mAP matching and the R1 ground-truth choice use); 0 where the union is not
+    positive."""
     spans1 = np.asarray(spans1, dtype=np.float64).reshape(-1, 2)
     spans2 = np.asarray(spans2, dtype=np.float64).reshape(-1, 2)
     left = np.maximum(spans1[:, None, 0], spans2[None, :, 0])
     right = np.minimum(spans1[:, None, 1], spans2[None, :, 1])
     inter = np.clip(right - left, 0, None)
-    union = (spans1[:, 1] - spans1[:, 0])[:, None] + (spans2[:, 1] - spans2[:, 0])[None] - inter
+    lengths1, lengths2 = spans1[:, 1] - spans1[:, 0], spans2[:, 1] - spans2[:, 0]
+    union = lengths1[:, None] + lengths2[None, :] - inter
     return np.divide(inter, union, out=np.zeros_like(inter), where=union > 0)
 
 
-def hull_iou(span1: np.ndarray, span2: np.ndarray) -> float:
-    """IoU as the official R1 computes it: intersection over the spans' hull (same value as the
-    union whenever they overlap, bit for bit as the official script divides)."""
+def hull_iou(span1: Sequence[float], span2: Sequence[float]) -> float:
+    """IoU as the official R1 computes it: intersection over the hull of the two spans. Equal to
+    the union when they overlap, but divided as the official does, so thresholds compare bit for
+    bit."""
     inter = max(0.0, min(span1[1], span2[1]) - max(span1[0], span2[0]))
     hull = max(span1[1], span2[1]) - min(span1[0], span2[0])
     return float(inter / hull) if hull != 0 else 0.0
 
 
-def interpolated_ap(precision: np.ndarray, recall: np.ndarray) -> float:
-    """VOC-style area under the interpolated precision-recall curve."""
-    precision = np.concatenate([[0.0], precision, [0.0]])
-    recall = np.concatenate([[0.0], recall, [1.0]])
-    precision = np.maximum.accumulate(precision[::-1])[::-1]
-    steps = np.flatnonzero(recall[1:] != recall[:-1]) + 1
-    return float(np.sum((recall[steps] - recall[steps - 1]) * precision[steps]))
+def interpolated_ap(precision: np.ndarray, recall: np.ndarray) -> np.ndarray:
+    """VOC area under the interpolated precision-recall curve, one row per threshold: (T, P) ->
+    (T,). Precision at recall r is the best precision at any recall >= r."""
+    zeros, ones = np.zeros((len(precision), 1)), np.ones((len(precision), 1))
+    precision = np.concatenate([zeros, precision, zeros], axis=1)
+    recall = np.concatenate([zeros, recall, ones], axis=1)
+    precision = np.flip(np.maximum.accumulate(np.flip(precision, 1), axis=1), 1)
+    return np.sum((recall[:, 1:] - recall[:, :-1]) * precision[:, 1:], axis=1)
 
 
 def detection_ap(
-    gt_windows: np.ndarray, pred_windows: np.ndarray, thresholds: np.ndarray = MAP_THRESHOLDS
+    gt_windows: np.ndarray,
+    pred_windows: np.ndarray,
+    thresholds: Sequence[float] = MAP_THRESHOLDS,
 ) -> np.ndarray:
-    """AP per IoU threshold for one query: predictions by score, each GT window matched once."""
-    ap = np.zeros(len(thresholds))
+    """AP of one query per IoU threshold, as ActivityNet / MMAction2 detection AP: predictions by
+    descending score, each one matched to the free ground-truth window of highest IoU, each
+    ground-truth window matched at most once."""
+    gt_windows = np.asarray(gt_windows, dtype=np.float64).reshape(-1, 2)
+    pred_windows = np.asarray(pred_windows, dtype=np.float64).reshape(-1, 3)
+    thresholds = np.asarray(thresholds, dtype=np.float64)
     if len(pred_windows) == 0 or len(gt_windows) == 0:
-        return ap
-    order = np.argsort(-pred_windows[:, 2], kind="stable")
-    ious = temporal_iou(pred_windows[order, :2], gt_windows)  # (P, G)
-    true_positive = np.zeros((len(thresholds), len(order)))
-    for t, threshold in enumerate(thresholds):
-        taken = np.zeros(len(gt_windows), dtype=bool)
-        for p in range(len(order)):
-            for g in np.argsort(ious[p])[::-1]:
-                if ious[p, g] < threshold:
-                    break
-                if not taken[g]:
-                    taken[g] = True
-                    true_positive[t, p] = 1
-                    break
+        return np.zeros(len(thresholds))
+    ranked = pred_windows[np.argsort(-pred_windows[:, 2], kind="stable")]
+    ious = temporal_iou(ranked[:, :2], gt_windows)  # (P, G)
+    true_positive = np.zeros((len(thresholds), len(ranked)), dtype=bool)
+    taken = np.zeros((len(thresholds), len(gt_windows)), dtype=bool)
+    every_threshold = np.arange(len(thresholds))
+    for p in range(len(ranked)):
+        # Candidates by descending IoU; the official walks them and takes the first free one.
+        candidates = np.argsort(ious[p], kind="stable")[::-1]
+        free = ~taken[:, candidates]  # (T, G)
+        first_free = free.argmax(axis=1)
+        hit = free[every_threshold, first_free] & (ious[p, candidates[first_free]] >= thresholds)
+        true_positive[:, p] = hit
+        taken[every_threshold[hit], candidates[first_free[hit]]] = True
     hits = np.cumsum(true_positive, axis=1)
-    precision = hits / np.arange(1, len(order) + 1)
+    precision = hits / np.arange(1, len(ranked) + 1)
     recall = hits / len(gt_windows)
-    return np.array([interpolated_ap(precision[t], recall[t]) for t in range(len(thresholds))])
+    return interpolated_ap(precision, recall)
+
+
+def as_pred_windows(windows: Any, qid: Any = None) -> np.ndarray:
+    """``[[start, end, score], ...]`` as a (P, 3) array; an error naming the qid otherwise."""
+    array = np.asarray(windows if windows is not None else [], dtype=np.float64)
+    if array.size == 0:
+        return np.zeros((0, 3))
+    if array.ndim != 2 or array.shape[1] < 3:
+        raise ValueError(
+            f"qid {qid}: pred_relevant_windows must be rows of [start, end, score], got shape "
+            f"{array.shape}"
+        )
+    return array[:, :3]
+
+
+def as_gt_windows(record: Mapping[str, Any]) -> np.ndarray:
+    """The record's ``relevant_windows`` as a (G, 2) array, at least one window."""
+    windows = record.get("relevant_windows")
+    array = np.asarray(windows if windows is not None else [], dtype=np.float64)
+    if array.size == 0 or array.ndim != 2 or array.shape[1] != 2:
+        raise ValueError(
+            f"qid {record.get('qid')}: moment retrieval needs relevant_windows as a non-empty "
+            f"list of [start, end] rows, got {windows!r:.80}"
+        )
+    return array
+
+
+def moment_query(
+    pred_windows: np.ndarray,
+    gt_windows: np.ndarray,
+    buckets: Mapping[str, tuple[float, float] | None] = QVHIGHLIGHTS_BUCKETS,
+    map_thresholds: Sequence[float] = MAP_THRESHOLDS,
+    max_windows: int | None = MAX_PRED_WINDOWS,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """One query's row per length bucket: ``in_bucket (B,)``, ``ap (B, T)``, ``top1_iou (B,)``.
+
+    A bucket keeps the ground-truth windows whose length is in it, and the query only when one
+    is left. mAP reads the first ``max_windows`` windows *as listed* (then sorts them by score);
+    R1 compares the first listed window with the kept ground-truth window of highest IoU with it.
+    """
+    listed = pred_windows if max_windows is None else pred_windows[:max_windows]
+    lengths = gt_windows[:, 1] - gt_windows[:, 0]
+    in_bucket = np.zeros(len(buckets), dtype=bool)
+    ap = np.zeros((len(buckets), len(map_thresholds)))
+    top1_iou = np.zeros(len(buckets))
+    for b, bounds in enumerate(buckets.values()):
+        kept = (
+            gt_windows
+            if bounds is None
+            else gt_windows[(lengths > bounds[0]) & (lengths <= bounds[1])]
+        )
+        if len(kept) == 0:
+            continue
+        in_bucket[b] = True
+        if len(map_thresholds):
+            ap[b] = detection_ap(kept, listed, map_thresholds)
+        if len(pred_windows):
+            top1 = pred_windows[0, :2]
+            best = kept[int(np.argmax(temporal_iou(top1, kept)[0]))]
+            top1_iou[b] = hull_iou(top1, best)
+    return in_bucket, ap, top1_iou
+
+
+def summarize_moments(
+    in_bucket: np.ndarray,
+    ap: np.ndarray,
+    top1_iou: np.ndarray,
+    buckets: Sequence[str] = tuple(QVHIGHLIGHTS_BUCKETS),
+    map_thresholds: Sequence[float] = MAP_THRESHOLDS,
+    r1_thresholds: Sequence[float] = QVHIGHLIGHTS_R1_THRESHOLDS,
+) -> dict[str, float]:
+    """Stacked query rows (N, B), (N, B, T), (N, B) -> flat figures per bucket, in percent:
+    ``MR-<bucket>-mAP`` (mean over thresholds of the mean over queries), ``MR-<bucket>-mAP@t``,
+    ``MR-<bucket>-R1@t`` and ``MR-<bucket>-mIoU``. An empty bucket gives NaN, as the official
+    mean over no queries does."""
+    results: dict[str, float] = {}
+    for b, name in enumerate(buckets):
+        selected = np.asarray(in_bucket[:, b], dtype=bool) if len(in_bucket) else np.zeros(0, bool)
+        ious = top1_iou[selected, b] if len(top1_iou) else np.zeros(0)
+        empty = not selected.any()
+        if len(map_thresholds):
+            per_threshold = (
+                np.full(len(map_thresholds), np.nan) if empty else ap[selected, b].mean(axis=0)
+            )
+            results[f"MR-{name}-mAP"] = 100 * float(np.mean(per_threshold))
+            for threshold, value in zip(map_thresholds, per_threshold, strict=True):
+                results[f"MR-{name}-mAP@{threshold_key(threshold)}"] = 100 * float(value)
+        for threshold in r1_thresholds:
+            recall = np.nan if empty else float(np.mean(ious >= threshold))
+            results[f"MR-{name}-R1@{threshold_key(threshold)}"] = 100 * recall
+        results[f"MR-{name}-mIoU"] = np.nan if empty else 100 * float(np.mean(ious))
+    return results
+
+
+MOMENT_PROTOCOLS: dict[str, dict[str, Any]] = {
+    "qvhighlights": {
+        "buckets": QVHIGHLIGHTS_BUCKETS,
+        "map_thresholds": MAP_THRESHOLDS,
+        "r1_thresholds": QVHIGHLIGHTS_R1_THRESHOLDS,
+    },
+    **{
+        name: {
+            "buckets": GROUNDING_BUCKETS,
+            "map_thresholds": (),
+            "r1_thresholds": GROUNDING_R1_THRESHOLDS,
+        }
+        for name in ("charades", "tacos")
+    },
+}
+
+
+def moment_protocol(dataset: str) -> dict[str, Any]:
+    if dataset not in MOMENT_PROTOCOLS:
+        raise ValueError(
+            f"unknown moment retrieval dataset {dataset!r}; use one of {list(MOMENT_PROTOCOLS)}"
+        )
+    return MOMENT_PROTOCOLS[dataset]
 
 
 def moment_rows(
-    pred_windows: Sequence[Sequence[float]], gt_windows: Sequence[Sequence[float]], max_windows=10
-) -> np.ndarray:
-    """Per bucket: [in_bucket, AP per mAP threshold ..., top-1 IoU] for one query, (4, 12).
-
-    The top-1 window is the first listed (as the official R1), compared with the ground-truth
-    window of highest IoU with it; mAP uses the first ``max_windows`` windows.
-    """
-    preds = np.asarray(pred_windows, dtype=np.float64).reshape(-1, 3)[:max_windows]
-    gts = np.asarray(gt_windows, dtype=np.float64).reshape(-1, 2)
-    rows = np.zeros((len(LENGTH_BUCKETS), 2 + len(MAP_THRESHOLDS)))
-    for b, bounds in enumerate(LENGTH_BUCKETS.values()):
-        lengths = gts[:, 1] - gts[:, 0]
-        kept = gts if bounds is None else gts[(lengths > bounds[0]) & (lengths <= bounds[1])]
-        if len(kept) == 0:
-            continue
-        rows[b, 0] = 1.0
-        rows[b, 1:-1] = detection_ap(kept, preds)
-        if len(preds):
-            best = kept[int(np.argmax(temporal_iou(preds[:1, :2], kept)[0]))]
-            rows[b, -1] = hull_iou(preds[0, :2], best)
-    return rows
-
-
-def summarize_moments(rows: np.ndarray) -> dict[str, float]:
-    """Official-style brief and per-threshold figures from stacked ``moment_rows`` (Q, 4, 12)."""
-    results: dict[str, float] = {}
-    for b, name in enumerate(LENGTH_BUCKETS):
-        selected = rows[rows[:, b, 0] > 0, b] if len(rows) else np.zeros((0, rows.shape[-1]))
-        if len(selected) == 0:
-            ap = np.zeros(len(MAP_THRESHOLDS))
-            ious = np.zeros(0)
-        else:
-            ap = selected[:, 1:-1].mean(axis=0)
-            ious = selected[:, -1]
-        results[f"MR-{name}-mAP"] = 100 * float(ap.mean())
-        if name != "full":
-            continue
-        for threshold, value in zip(MAP_THRESHOLDS, ap, strict=True):
-            results[f"MR-full-mAP@{_key(threshold)}"] = 100 * float(value)
-        for threshold in R1_THRESHOLDS:
-            recall = float(np.mean(ious >= threshold)) if len(ious) else 0.0
-            results[f"MR-full-R1@{_key(threshold)}"] = 100 * recall
-        results["MR-full-mIoU"] = 100 * float(ious.mean()) if len(ious) else 0.0
-    return results
+    pairs: Sequence[tuple[Mapping[str, Any], Mapping[str, Any]]],
+    dataset: str = "qvhighlights",
+    max_windows: int | None = MAX_PRED_WINDOWS,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Stacked ``moment_query`` rows of (prediction, ground truth) pairs."""
+    protocol = moment_protocol(dataset)
+    buckets, thresholds = protocol["buckets"], protocol["map_thresholds"]
+    rows = [
+        moment_query(
+            as_pred_windows(p.get("pred_relevant_windows"), g.get("qid")),
+            as_gt_windows(g),
+            buckets,
+            thresholds,
+            max_windows,
+        )
+        for p, g in pairs
+    ]
+    if not rows:
+        return (
+            np.zeros((0, len(buckets)), dtype=bool),
+            np.zeros((0, len(buckets), len(thresholds))),
+            np.zeros((0, len(buckets))),
+        )
+    in_bucket, ap, top1_iou = (np.stack(column) for column in zip(*rows, strict=True))
+    return in_bucket, ap, top1_iou
 
 
-def grounding_summary(rows: np.ndarray) -> dict[str, float]:
-    """Charades-STA / TACoS: R1@{0.3, 0.5, 0.7} and mIoU of the top-1 window."""
-    ious = rows[:, 3, -1] if len(rows) else np.zeros(0)
-    results = {
-        f"MR-full-R1@{_key(t)}": 100 * float(np.mean(ious >= t)) if len(ious) else 0.0
-        for t in GROUNDING_THRESHOLDS
-    }
-    results["MR-full-mIoU"] = 100 * float(ious.mean()) if len(ious) else 0.0
-    return results
+def moment_retrieval(
+    predictions: Records,
+    ground_truth: Records,
+    dataset: str = "qvhighlights",
+    max_windows: int | None = MAX_PRED_WINDOWS,
+) -> dict[str, float]:
+    """Every moment retrieval figure of a protocol, flat, in percent, full precision."""
+    protocol = moment_protocol(dataset)
+    rows = moment_rows(pair_by_qid(predictions, ground_truth), dataset, max_windows)
+    return summarize_moments(
+        *rows, tuple(protocol["buckets"]), protocol["map_thresholds"], protocol["r1_thresholds"]
+    )
 
 
-# -- QVHighlights highlight detection ------------------------------------------------------------
-def precision_recall_points(y_true: np.ndarray, y_score: np.ndarray):
-    """Precision and recall at each distinct score threshold, highest recall first (sklearn's)."""
-    order = np.argsort(y_score, kind="mergesort")[::-1]
-    scores, labels = y_score[order], y_true[order]
-    cuts = np.r_[np.flatnonzero(np.diff(scores)), len(scores) - 1]
-    true_pos = np.cumsum(labels)[cuts]
-    false_pos = cuts + 1 - true_pos
-    precision = true_pos / (true_pos + false_pos)
-    recall = true_pos / true_pos[-1]
-    return np.r_[precision[::-1], 1.0], np.r_[recall[::-1], 0.0]
+def qvhighlights_mr(
+    predictions: Records, ground_truth: Records, max_windows: int = MAX_PRED_WINDOWS
+) -> dict[str, float]:
+    """QVHighlights moment retrieval figures (Moment-DETR), flat, in percent."""
+    return moment_retrieval(predictions, ground_truth, "qvhighlights", max_windows)
 
 
-def saliency_ap(y_true: np.ndarray, y_score: np.ndarray) -> float:
-    """Moment-DETR's ``get_ap``: mean interpolated precision at each recall step (video2gif)."""
-    y_true = np.asarray(y_true, dtype=np.float64)
-    if len(np.unique(y_true)) == 1:
-        return float(y_true[0] != 0)
-    precision, recall = precision_recall_points(y_true, np.asarray(y_score, dtype=np.float64))
-    recall = recall.astype(np.float32)
-    precision = np.maximum.accumulate(precision)
-    steps = np.flatnonzero(np.diff(recall))
-    return float(np.mean(precision[steps]))
+def grounding_mr(predictions: Records, ground_truth: Records) -> dict[str, float]:
+    """Charades-STA / TACoS figures: R1@0.3..0.95 and mIoU of the top-1 window, in percent."""
+    return moment_retrieval(predictions, ground_truth, "charades")
+
+
+# -- QVHighlights highlight detection --------------------------------------------------------------
+def qvhighlights_ratings(record: Mapping[str, Any]) -> np.ndarray:
+    """(clips, 3) annotator ratings 0-4 over the whole video (``int(duration / 2)`` clips), 0
+    outside the relevant clips, as Moment-DETR's ``mk_gt_scores``."""
+    qid = record.get("qid")
+    require_fields(record, ("duration", "relevant_clip_ids", "saliency_scores"))
+    clips = int(record["duration"] / QVHIGHLIGHTS_CLIP_LEN)
+    ratings = np.zeros((clips, QVHIGHLIGHTS_ANNOTATORS))
+    clip_ids = np.asarray(record["relevant_clip_ids"], dtype=np.int64).reshape(-1)
+    scores = np.asarray(record["saliency_scores"], dtype=np.float64)
+    if scores.shape != (len(clip_ids), QVHIGHLIGHTS_ANNOTATORS):
+        raise ValueError(
+            f"qid {qid}: saliency_scores must be one row of {QVHIGHLIGHTS_ANNOTATORS} ratings "
+            f"per relevant clip id ({len(clip_ids)}), got shape {scores.shape}"
+        )
+    if clip_ids.size and (clip_ids.min() < 0 or clip_ids.max() >= clips):
+        raise ValueError(
+            f"qid {qid}: relevant clip ids {clip_ids.min()}..{clip_ids.max()} outside the "
+            f"{clips} clips of a {record['duration']} s video; fix the annotation"
+        )
+    ratings[clip_ids] = scores
+    return ratings
 
 
 def fit_length(scores: Sequence[float], length: int) -> np.ndarray:
-    """Cut or zero-pad predicted clip scores to the ground truth's clip count (official)."""
+    """Predicted clip scores cut or zero-padded to ``length`` clips (Moment-DETR does this before
+    AP, so a short prediction ranks its missing clips at score 0)."""
+    values = np.asarray(scores, dtype=np.float64).reshape(-1)[:length]
     fitted = np.zeros(length)
-    values = np.asarray(scores, dtype=np.float64)[:length]
     fitted[: len(values)] = values
     return fitted
 
 
-def qvhighlights_gt_scores(record: Mapping[str, Any], clip_len: float = 2.0) -> np.ndarray:
-    """(clips, 3) annotator ratings over the whole video, zero outside the relevant clips."""
-    full = np.zeros((int(record["duration"] / clip_len), 3))
-    clip_ids = np.asarray(record["relevant_clip_ids"], dtype=np.int64)
-    if clip_ids.size and clip_ids.max() >= len(full):
-        raise ValueError(
-            f"qid {record.get('qid')}: relevant clip id {clip_ids.max()} beyond the "
-            f"{len(full)} clips of a {record['duration']} s video; fix the annotation"
-        )
-    full[clip_ids] = np.asarray(record["saliency_scores"], dtype=np.float64).reshape(-1, 3)
-    return full
+def saliency_ap(y_true: np.ndarray, y_score: np.ndarray) -> float:
+    """Moment-DETR's ``get_ap`` (from video2gif): the mean, over the score thresholds where recall
+    grows, of the interpolated precision there. Not sklearn's average_precision: a tie that adds
+    several positives counts once. All-negative labels give 0, all-positive 1."""
+    y_true = np.asarray(y_true, dtype=np.float64)
+    y_score = np.asarray(y_score, dtype=np.float64)
+    if np.all(y_true == y_true[0]):
+        return float(y_true[0] != 0)
+    order = np.argsort(-y_score, kind="stable")
+    scores, labels = y_score[order], y_true[order]
+    last_of_tie = np.r_[np.flatnonzero(np.diff(scores)), len(scores) - 1]
+    true_pos = np.cumsum(labels)[last_of_tie]
+    precision = true_pos / (last_of_tie + 1)
+    recall = (true_pos / true_pos[-1]).astype(np.float32)  # float32 as the official
+    interpolated = np.flip(np.maximum.accumulate(np.flip(precision)))
+    grows = np.diff(np.r_[np.float32(0), recall]) != 0
+    return float(np.mean(interpolated[grows]))
 
 
-def saliency_row(scores: Sequence[float], record: Mapping[str, Any]) -> np.ndarray:
-    """Per level (Fair, Good, VeryGood): [AP of annotators 1-3 ..., Hit@1], shape (3, 4)."""
-    ratings = qvhighlights_gt_scores(record)
-    row = np.zeros((len(SALIENCY_LEVELS), 4))
-    raw = np.asarray(scores, dtype=np.float64)
-    top = int(np.argmax(raw)) if len(raw) else len(ratings)
+def saliency_query(
+    scores: Sequence[float], record: Mapping[str, Any]
+) -> tuple[np.ndarray, np.ndarray]:
+    """One query: ``ap (levels, annotators)`` and ``hit (levels,)`` for Fair, Good, VeryGood.
+
+    Hit@1 looks at the top-scored clip of the prediction as given (before cutting), and counts
+    when any annotator rated it at least the level; a top clip beyond the video is a miss.
+    """
+    ratings = qvhighlights_ratings(record)
+    raw = np.asarray(scores, dtype=np.float64).reshape(-1)
+    if raw.size == 0:
+        raise ValueError(f"qid {record.get('qid')}: pred_saliency_scores is empty")
+    top = int(np.argmax(raw))
     fitted = fit_length(raw, len(ratings))
+    ap = np.zeros((len(SALIENCY_LEVELS), QVHIGHLIGHTS_ANNOTATORS))
+    hit = np.zeros(len(SALIENCY_LEVELS))
     for level, minimum in enumerate(SALIENCY_LEVELS.values()):
-        binary = (ratings >= minimum).astype(np.float64)
-        row[level, :3] = [saliency_ap(binary[:, a], fitted) for a in range(3)]
-        row[level, 3] = binary[top].max() if top < len(binary) else 0.0
-    return row
+        positive = (ratings >= minimum).astype(np.float64)
+        ap[level] = [saliency_ap(positive[:, a], fitted) for a in range(positive.shape[1])]
+        hit[level] = positive[top].max() if top < len(positive) else 0.0
+    return ap, hit
 
 
-def summarize_saliency(rows: np.ndarray) -> dict[str, float]:
+def summarize_saliency(ap: np.ndarray, hit: np.ndarray) -> dict[str, float]:
+    """(N, levels, annotators) APs and (N, levels) hits -> ``HL-min-<level>-{mAP,Hit1}`` in
+    percent; mAP is the mean over queries and annotators, as the official."""
     results = {}
     for level, name in enumerate(SALIENCY_LEVELS):
-        level_rows = rows[:, level] if len(rows) else np.zeros((0, 4))
-        mean_ap = level_rows[:, :3].mean() if len(level_rows) else 0.0
-        hit = level_rows[:, 3].mean() if len(level_rows) else 0.0
-        results[f"HL-min-{name}-mAP"] = 100 * float(mean_ap)
-        results[f"HL-min-{name}-Hit1"] = 100 * float(hit)
+        empty = len(ap) == 0
+        results[f"HL-min-{name}-mAP"] = np.nan if empty else 100 * float(np.mean(ap[:, level]))
+        results[f"HL-min-{name}-Hit1"] = np.nan if empty else 100 * float(np.mean(hit[:, level]))
     return results
 
 
-# -- YouTube Highlights and TVSum (UMT protocol) ---------------------------------------------------
+def has_saliency(record: Mapping[str, Any]) -> bool:
+    """Whether a ground-truth record carries QVHighlights saliency ratings."""
+    return record.get("saliency_scores") is not None
+
+
+def saliency_rows(
+    pairs: Sequence[tuple[Mapping[str, Any], Mapping[str, Any]]],
+) -> tuple[np.ndarray, np.ndarray]:
+    rows = []
+    for prediction, record in pairs:
+        if prediction.get("pred_saliency_scores") is None:
+            raise ValueError(f"qid {record.get('qid')}: prediction has no pred_saliency_scores")
+        rows.append(saliency_query(prediction["pred_saliency_scores"], record))
+    if not rows:
+        levels = len(SALIENCY_LEVELS)
+        return np.zeros((0, levels, QVHIGHLIGHTS_ANNOTATORS)), np.zeros((0, levels))
+    ap, hit = (np.stack(column) for column in zip(*rows, strict=True))
+    return ap, hit
+
+
+def qvhighlights_hl(predictions: Records, ground_truth: Records) -> dict[str, float]:
+    """QVHighlights highlight detection figures over the records that have saliency ratings."""
+    pairs = [(p, g) for p, g in pair_by_qid(predictions, ground_truth) if has_saliency(g)]
+    return summarize_saliency(*saliency_rows(pairs))
+
+
+# -- YouTube Highlights and TVSum (UMT) ----------------------------------------------------------
 def ranked_ap(ranked_labels: Sequence[float]) -> float:
-    """UMT's AP: trapezoid rule over the ranked binary labels; 0 without positives."""
-    positives = float(sum(ranked_labels))
+    """UMT's AP of a ranked list of 0/1 labels: trapezoid rule over (recall, precision) from
+    (0, 1), summed in rank order as UMT does; 0 when there is no positive."""
+    labels = np.asarray(ranked_labels, dtype=np.float64)
+    positives = labels.sum()
     if positives == 0:
         return 0.0
-    hits = ap = recall = 0.0
-    precision = 1.0
-    for rank, label in enumerate(ranked_labels, start=1):
-        hits += label
-        new_recall, new_precision = hits / positives, hits / rank
-        ap += (new_recall - recall) * (precision + new_precision) / 2
-        recall, precision = new_recall, new_precision
-    return ap
+    hits = np.cumsum(labels)
+    recall = hits / positives
+    precision = hits / np.arange(1, len(labels) + 1)
+    previous_recall = np.r_[0.0, recall[:-1]]
+    previous_precision = np.r_[1.0, precision[:-1]]
+    terms = (recall - previous_recall) * (previous_precision + precision) / 2
+    return float(sum(terms.tolist()))  # left to right, as UMT accumulates
+
+
+def rank_clips(scores: Sequence[float], num_clips: int) -> np.ndarray:
+    """Clip indices by descending score (ties in clip order). UMT ranks the clips the model
+    scored, so a prediction shorter than the labels leaves the remaining clips out; a longer one
+    is cut (UMT itself fails on it)."""
+    values = np.asarray(scores, dtype=np.float64).reshape(-1)[:num_clips]
+    return np.argsort(-values, kind="stable")
 
 
 def youtube_labels(record: Mapping[str, Any]) -> np.ndarray:
-    """Binary per-clip labels; ``label`` rows are [0/1] (UMT reads ``match > 0``, the same)."""
-    return np.asarray(record["label"], dtype=np.float64).reshape(len(record["label"]), -1)[:, 0]
+    """Per-clip 0/1 highlight labels from ``label`` rows ``[0/1]`` (UMT's ``match > 0``)."""
+    require_fields(record, ("label",))
+    labels = np.asarray(record["label"], dtype=np.float64)
+    return labels.reshape(len(labels), -1)[:, 0]
 
 
 def youtube_video_ap(scores: Sequence[float], record: Mapping[str, Any]) -> float:
+    """UMT's YouTube Highlights AP of one video over all its ranked clips."""
     labels = youtube_labels(record)
-    order = np.argsort(-fit_length(scores, len(labels)), kind="stable")
-    return ranked_ap(labels[order].tolist())
+    return ranked_ap(labels[rank_clips(scores, len(labels))])
 
 
-def tvsum_video_ap(scores: Sequence[float], record: Mapping[str, Any], k: int = 5) -> float:
-    """Top-k mAP of one video: per annotator, clips above that annotator's median are positive
-    (torch's median: the lower middle value), AP over the k best-scored clips; mean of the 20.
+def tvsum_video_ap(
+    scores: Sequence[float], record: Mapping[str, Any], k: int = TVSUM_TOP_K
+) -> float:
+    """UMT's TVSum top-k AP of one video, averaged over its annotators (20).
 
-    QD-DETR and VideoLights use this UMT definition; PGL-SUM/DSNet-style TVSum evaluations
-    (F-score of knapsack summaries) are a different protocol and not comparable.
+    Per annotator a clip is positive when its rating is above the median of that annotator's
+    ratings over the whole video (UMT takes torch's lower median, numpy averages the two middle
+    values: for "above" both select the same clips); AP is UMT's trapezoid over the k
+    top-scored clips, with recall relative to the positives among those k. QD-DETR, UniVTG and
+    VideoLights copy this definition (QD-DETR cuts a longer prediction instead of failing).
+    Video-summarisation papers evaluate TVSum differently (F-score of knapsack summaries, or
+    rank correlation with the mean rating); those numbers are not comparable with this one.
     """
+    require_fields(record, ("label",))
     ratings = np.asarray(record["label"], dtype=np.float64)
-    order = np.argsort(-fit_length(scores, len(ratings)), kind="stable")[:k]
-    aps = []
-    for annotator in range(ratings.shape[1]):
-        column = ratings[:, annotator]
-        median = np.sort(column)[(len(column) - 1) // 2]
-        aps.append(ranked_ap((column > median)[order].astype(float).tolist()))
+    if ratings.ndim != 2:
+        raise ValueError(
+            f"qid {record.get('qid')}: TVSum label must be (clips, annotators), got {ratings.shape}"
+        )
+    top = rank_clips(scores, len(ratings))[:k]
+    aps = [
+        ranked_ap((ratings[top, a] > np.median(ratings[:, a])).astype(np.float64))
+        for a in range(ratings.shape[1])
+    ]
     return float(np.mean(aps))
 
 
+def summarize_domains(values: np.ndarray, domains: Sequence[str], name: str) -> dict[str, float]:
+    """Per-video APs -> ``name`` (mean over videos), ``name/<domain>`` (mean over the domain's
+    videos, the number UMT prints for a model trained on that domain) and ``name-domain-avg``
+    (mean of the per-domain figures: the "Avg." column of the UMT / QD-DETR tables), in percent."""
+    values = np.asarray(values, dtype=np.float64)
+    if len(values) == 0:
+        return {name: np.nan, f"{name}-domain-avg": np.nan}
+    per_domain = {}
+    for domain in sorted(set(domains)):
+        mask = np.array([d == domain for d in domains])
+        per_domain[f"{name}/{domain}"] = 100 * float(values[mask].mean())
+    return {
+        name: 100 * float(values.mean()),
+        f"{name}-domain-avg": float(np.mean(list(per_domain.values()))),
+        **per_domain,
+    }
+
+
+def video_domain(record: Mapping[str, Any]) -> str:
+    return str(record.get("domain") or "all")
+
+
+def youtube_map(predictions: Records, ground_truth: Records) -> dict[str, float]:
+    """YouTube Highlights mAP (UMT), overall, per domain and averaged over domains."""
+    pairs = pair_by_qid(predictions, ground_truth)
+    values = [youtube_video_ap(p["pred_saliency_scores"], g) for p, g in pairs]
+    return summarize_domains(np.array(values), [video_domain(g) for _, g in pairs], "mAP")
+
+
+def tvsum_map(
+    predictions: Records, ground_truth: Records, k: int = TVSUM_TOP_K
+) -> dict[str, float]:
+    """TVSum top-5 mAP (UMT), overall, per domain and averaged over domains."""
+    pairs = pair_by_qid(predictions, ground_truth)
+    values = [tvsum_video_ap(p["pred_saliency_scores"], g, k) for p, g in pairs]
+    return summarize_domains(np.array(values), [video_domain(g) for _, g in pairs], "top5-mAP")
+
+
 def encode_domain(domain: str, width: int = 32) -> np.ndarray:
-    """A domain name as fixed-width bytes, so it can travel in a DDP-synchronised tensor."""
-    raw = domain.encode("utf-8")[:width]
+    """A domain name as fixed-width bytes, so it travels in a DDP-synchronised tensor."""
+    raw = domain.encode("utf-8")
+    if len(raw) > width:
+        raise ValueError(f"domain name {domain!r} longer than {width} bytes")
     return np.frombuffer(raw.ljust(width, b"\0"), dtype=np.uint8).copy()
 
 
@@ -275,89 +531,46 @@ def decode_domain(code: np.ndarray) -> str:
     return bytes(np.asarray(code, dtype=np.uint8)).rstrip(b"\0").decode("utf-8")
 
 
-def summarize_domains(values: np.ndarray, domains: Sequence[str], name: str) -> dict[str, float]:
-    """``name``: mean of the per-domain means (what the papers' tables average);
-    ``name/<domain>`` per domain; ``name-videos``: mean over all videos."""
-    if len(values) == 0:
-        return {name: 0.0}
-    per_domain = {}
-    for domain in sorted(set(domains)):
-        mask = np.array([d == domain for d in domains])
-        per_domain[f"{name}/{domain}"] = 100 * float(values[mask].mean())
-    results = {name: float(np.mean(list(per_domain.values()))), **per_domain}
-    results[f"{name}-videos"] = 100 * float(values.mean())
-    return results
-
-
-# -- whole-submission helpers ------------------------------------------------------------------
-def pair_by_qid(
-    predictions: Sequence[Mapping[str, Any]], ground_truth: Sequence[Mapping[str, Any]]
-) -> list[tuple[Mapping[str, Any], Mapping[str, Any]]]:
-    """(prediction, ground truth) per ground-truth record; every record needs a prediction."""
-    by_qid = {prediction["qid"]: prediction for prediction in predictions}
-    missing = [record["qid"] for record in ground_truth if record["qid"] not in by_qid]
+# -- shared helpers ------------------------------------------------------------------------------
+def require_fields(record: Mapping[str, Any], fields: Sequence[str]) -> None:
+    """An error naming the qid and the missing fields of a ground-truth record."""
+    missing = [field for field in fields if record.get(field) is None]
     if missing:
-        raise ValueError(f"no prediction for qids {missing[:10]} ({len(missing)} in all)")
+        raise ValueError(f"qid {record.get('qid')!r}: ground truth lacks {', '.join(missing)}")
+
+
+def pair_by_qid(
+    predictions: Records, ground_truth: Records
+) -> list[tuple[Mapping[str, Any], Mapping[str, Any]]]:
+    """(prediction, ground truth) pairs in ground-truth order; the qids must match one to one."""
+    by_qid: dict[Any, Mapping[str, Any]] = {}
+    for prediction in predictions:
+        if prediction["qid"] in by_qid:
+            raise ValueError(f"qid {prediction['qid']!r} predicted twice")
+        by_qid[prediction["qid"]] = prediction
+    gt_qids = [record["qid"] for record in ground_truth]
+    if len(set(gt_qids)) != len(gt_qids):
+        raise ValueError("ground truth lists a qid twice")
+    missing = [qid for qid in gt_qids if qid not in by_qid]
+    extra = sorted(set(by_qid) - set(gt_qids), key=str)
+    if missing or extra:
+        raise ValueError(
+            f"predictions and ground truth differ: no prediction for {len(missing)} qids "
+            f"{missing[:10]}, no ground truth for {len(extra)} qids {extra[:10]}"
+        )
     return [(by_qid[record["qid"]], record) for record in ground_truth]
 
 
-def qvhighlights_mr(predictions, ground_truth, max_windows: int = 10) -> dict[str, float]:
-    pairs = pair_by_qid(predictions, ground_truth)
-    rows = (
-        np.stack(
-            [
-                moment_rows(p.get("pred_relevant_windows", []), g["relevant_windows"], max_windows)
-                for p, g in pairs
-            ]
-        )
-        if pairs
-        else np.zeros((0, 4, 12))
-    )
-    return summarize_moments(rows)
-
-
-def grounding_mr(predictions, ground_truth) -> dict[str, float]:
-    pairs = pair_by_qid(predictions, ground_truth)
-    rows = (
-        np.stack(
-            [
-                moment_rows(p.get("pred_relevant_windows", []), g["relevant_windows"])
-                for p, g in pairs
-            ]
-        )
-        if pairs
-        else np.zeros((0, 4, 12))
-    )
-    return grounding_summary(rows)
-
-
-def qvhighlights_hl(predictions, ground_truth) -> dict[str, float]:
-    pairs = [(p, g) for p, g in pair_by_qid(predictions, ground_truth) if "saliency_scores" in g]
-    rows = (
-        np.stack([saliency_row(p["pred_saliency_scores"], g) for p, g in pairs])
-        if pairs
-        else (np.zeros((0, 3, 4)))
-    )
-    return summarize_saliency(rows)
-
-
-def youtube_map(predictions, ground_truth) -> dict[str, float]:
-    pairs = pair_by_qid(predictions, ground_truth)
-    values = np.array([youtube_video_ap(p["pred_saliency_scores"], g) for p, g in pairs])
-    return summarize_domains(values, [str(g.get("domain", "all")) for _, g in pairs], "mAP")
-
-
-def tvsum_map(predictions, ground_truth, k: int = 5) -> dict[str, float]:
-    pairs = pair_by_qid(predictions, ground_truth)
-    values = np.array([tvsum_video_ap(p["pred_saliency_scores"], g, k) for p, g in pairs])
-    return summarize_domains(values, [str(g.get("domain", "all")) for _, g in pairs], "top5-mAP")
+def official_round(value: float, digits: int = 2) -> float:
+    """Round as the official scripts print: ``float(f"{value:.2f}")``."""
+    return float(f"{float(value):.{digits}f}")
 
 
 def round_metrics(metrics: Mapping[str, Any], digits: int = 2) -> dict[str, Any]:
-    """Round like the official scripts print, recursively."""
+    """``official_round`` every number of a (nested) metrics dict."""
     return {
         key: round_metrics(value, digits)
         if isinstance(value, Mapping)
-        else round(float(value), digits)
+        else official_round(value, digits)
         for key, value in metrics.items()
     }

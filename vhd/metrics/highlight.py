@@ -1,14 +1,15 @@
-"""Highlight detection metrics as ``torchmetrics.Metric``s: QVHighlights HL-mAP / HL-Hit1
-(Moment-DETR), YouTube Highlights mAP and TVSum top-5 mAP (UMT protocol), per domain.
+"""Highlight detection as ``torchmetrics.Metric``s: QVHighlights HL-mAP / HL-Hit1 (Moment-DETR),
+YouTube Highlights mAP and TVSum top-5 mAP (UMT), per domain.
 
-Per-query (per-video) results are ``cat`` list states; domains travel as fixed-width byte codes
-so they synchronise under DDP like any tensor.
+Per-query (per-video) results are ``cat`` list states, so DDP gathers every rank's rows and
+``compute`` averages them as the official scripts do. Domains travel as fixed-width byte codes, a
+tensor like any other.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
@@ -16,82 +17,98 @@ from torchmetrics import Metric
 from torchmetrics.utilities import dim_zero_cat
 
 from vhd.metrics import functional as F
+from vhd.types import Prediction
 
 
 class QVHighlightsSaliencyMetric(Metric):
-    """HL-min-{Fair,Good,VeryGood}-{mAP,Hit1}: AP per annotator averaged; Hit@1 when the top
-    clip is positive for any annotator. Ground truth without ``saliency_scores`` is skipped
-    (Charades-style records carry none)."""
+    """``HL-min-{Fair,Good,VeryGood}-{mAP,Hit1}`` in percent (Moment-DETR).
+
+    A clip is positive for an annotator when rated at least 2 (Fair), 3 (Good) or 4 (VeryGood).
+    mAP: ``functional.saliency_ap`` per annotator, averaged over annotators and queries; the
+    prediction is cut or zero-padded to ``int(duration / 2)`` clips first. Hit1: the top-scored
+    clip is positive for any annotator. Ground truth without ``saliency_scores`` is skipped.
+    """
 
     full_state_update = False
     higher_is_better = True
+    is_differentiable = False
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
-        self.add_state("rows", default=[], dist_reduce_fx="cat")
+        self.add_state("ap", default=[], dist_reduce_fx="cat")
+        self.add_state("hit", default=[], dist_reduce_fx="cat")
 
     def update(
-        self, predictions: Sequence[Mapping[str, Any]], ground_truth: Sequence[Mapping[str, Any]]
+        self, predictions: Sequence[Prediction], ground_truth: Sequence[Mapping[str, Any]]
     ) -> None:
-        rows = [
-            F.saliency_row(p["pred_saliency_scores"], g)
-            for p, g in F.pair_by_qid(predictions, ground_truth)
-            if g.get("saliency_scores") is not None
-        ]
-        if rows:
-            self.rows.append(
-                torch.as_tensor(np.stack(rows), dtype=torch.float64, device=self.device)
-            )
+        pairs = [(p, g) for p, g in F.pair_by_qid(predictions, ground_truth) if F.has_saliency(g)]
+        if not pairs:
+            return
+        ap, hit = F.saliency_rows(pairs)
+        self.ap.append(torch.as_tensor(ap, dtype=torch.float64, device=self.device))
+        self.hit.append(torch.as_tensor(hit, dtype=torch.float64, device=self.device))
 
     def compute(self) -> dict[str, torch.Tensor]:
-        rows = dim_zero_cat(self.rows).cpu().numpy() if self.rows else np.zeros((0, 3, 4))
-        return {key: torch.tensor(value) for key, value in F.summarize_saliency(rows).items()}
+        if len(self.ap):  # a list before DDP sync, one tensor after
+            ap, hit = (dim_zero_cat(state).cpu().numpy() for state in (self.ap, self.hit))
+        else:
+            ap, hit = F.saliency_rows([])
+        summary = F.summarize_saliency(ap, hit)
+        return {key: torch.tensor(value, dtype=torch.float64) for key, value in summary.items()}
 
 
 class _PerVideoMetric(Metric):
-    """One AP per video plus its domain; summarised per domain and averaged over domains."""
+    """One AP per video plus its domain; summarised overall, per domain and over domains."""
 
     full_state_update = False
     higher_is_better = True
-    name = ""
+    is_differentiable = False
+    name: ClassVar[str] = ""
+    video_ap: ClassVar[Callable[[Sequence[float], Mapping[str, Any]], float]]
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.add_state("values", default=[], dist_reduce_fx="cat")
         self.add_state("domains", default=[], dist_reduce_fx="cat")
 
-    def video_ap(self, scores: Sequence[float], record: Mapping[str, Any]) -> float:
-        raise NotImplementedError
-
     def update(
-        self, predictions: Sequence[Mapping[str, Any]], ground_truth: Sequence[Mapping[str, Any]]
+        self, predictions: Sequence[Prediction], ground_truth: Sequence[Mapping[str, Any]]
     ) -> None:
         pairs = F.pair_by_qid(predictions, ground_truth)
         if not pairs:
             return
-        values = [self.video_ap(p["pred_saliency_scores"], g) for p, g in pairs]
-        codes = np.stack([F.encode_domain(str(g.get("domain", "all"))) for _, g in pairs])
+        values = [type(self).video_ap(p["pred_saliency_scores"], g) for p, g in pairs]
+        codes = np.stack([F.encode_domain(F.video_domain(g)) for _, g in pairs])
         self.values.append(torch.as_tensor(values, dtype=torch.float64, device=self.device))
         self.domains.append(torch.as_tensor(codes, device=self.device))
 
     def compute(self) -> dict[str, torch.Tensor]:
-        if not self.values:
-            return {self.name: torch.tensor(0.0)}
-        values = dim_zero_cat(self.values).cpu().numpy()
-        domains = [F.decode_domain(code) for code in dim_zero_cat(self.domains).cpu().numpy()]
+        values = dim_zero_cat(self.values).cpu().numpy() if len(self.values) else np.zeros(0)
+        codes = dim_zero_cat(self.domains).cpu().numpy() if len(self.domains) else []
+        domains = [F.decode_domain(code) for code in codes]
         summary = F.summarize_domains(values, domains, self.name)
-        return {key: torch.tensor(value) for key, value in summary.items()}
+        return {key: torch.tensor(value, dtype=torch.float64) for key, value in summary.items()}
 
 
 class YouTubeHighlightsMetric(_PerVideoMetric):
-    """``mAP``: mean over domains of the per-video AP (UMT); ``mAP/<domain>``; ``mAP-videos``."""
+    """YouTube Highlights mAP in percent (UMT): AP over all clips of a video ranked by score,
+    trapezoid rule, 0 for a video without positives.
+
+    Keys: ``mAP`` (mean over videos), ``mAP/<domain>`` (mean over a domain's videos: what UMT
+    prints for a model trained on that domain) and ``mAP-domain-avg`` (mean of the per-domain
+    figures: the "Avg." column of the papers' tables).
+    """
 
     name = "mAP"
-    video_ap: Callable[..., float] = staticmethod(F.youtube_video_ap)  # type: ignore[assignment]
+    video_ap = staticmethod(F.youtube_video_ap)
 
 
 class TVSumMetric(_PerVideoMetric):
-    """``top5-mAP``: mean over domains of the top-5 mAP (UMT / QD-DETR / VideoLights)."""
+    """TVSum top-5 mAP in percent (UMT / QD-DETR; see ``functional.tvsum_video_ap``).
+
+    Keys: ``top5-mAP`` (mean over videos), ``top5-mAP/<domain>`` and ``top5-mAP-domain-avg``
+    (mean over domains: the "Avg." column of the papers' tables).
+    """
 
     name = "top5-mAP"
-    video_ap: Callable[..., float] = staticmethod(F.tvsum_video_ap)  # type: ignore[assignment]
+    video_ap = staticmethod(F.tvsum_video_ap)
