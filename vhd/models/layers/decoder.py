@@ -1,0 +1,149 @@
+"""DAB-DETR's decoder for 1-D spans: learnable (center, width) anchors refined layer by layer.
+
+Each layer turns its anchor into a sine embedding, derives the query position from it, attends
+among queries and then to the video memory with conditional (content | position) queries and
+keys, and predicts an anchor update through the shared ``span_refine`` head. Queries are
+batch-first: (B, num_queries, d).
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+
+from vhd.models.layers.attention import ProjectedAttention
+from vhd.models.layers.mlp import MLP, make_activation
+from vhd.models.layers.position import span_sine_embedding
+
+
+def inverse_sigmoid(x: Tensor, eps: float = 1e-3) -> Tensor:
+    """logit(x) with x clamped to [0, 1] and both sides floored at ``eps`` (DETR)."""
+    x = x.clamp(0, 1)
+    return torch.log(x.clamp(min=eps) / (1 - x).clamp(min=eps))
+
+
+def _split_cat(first: Tensor, second: Tensor, num_heads: int) -> Tensor:
+    """Per head [first_h | second_h]: (B, L, d) x 2 -> (B, L, 2d)."""
+    batch, length, dim = first.shape
+    shape = (batch, length, num_heads, dim // num_heads)
+    return torch.cat([first.view(shape), second.view(shape)], dim=-1).view(batch, length, 2 * dim)
+
+
+class AnchorDecoderLayer(nn.Module):
+    """Conditional self- and cross-attention then FFN, post-norm (DAB-DETR layer).
+
+    ``first`` layers also add the projected query position to the cross-attention content query
+    and the projected memory position to its keys (``ca_qpos_proj``); later layers have no such
+    projection, as in the release.
+    """
+
+    def __init__(
+        self, dim: int, num_heads: int, ffn_dim: int, dropout: float, activation: str, first: bool
+    ) -> None:
+        super().__init__()
+        self.num_heads = num_heads
+        self.sa_qcontent_proj = nn.Linear(dim, dim)
+        self.sa_qpos_proj = nn.Linear(dim, dim)
+        self.sa_kcontent_proj = nn.Linear(dim, dim)
+        self.sa_kpos_proj = nn.Linear(dim, dim)
+        self.sa_v_proj = nn.Linear(dim, dim)
+        self.self_attn = ProjectedAttention(dim, dim, num_heads, dropout)
+        self.norm1 = nn.LayerNorm(dim)
+        self.ca_qcontent_proj = nn.Linear(dim, dim)
+        self.ca_qpos_proj = nn.Linear(dim, dim) if first else None
+        self.ca_kcontent_proj = nn.Linear(dim, dim)
+        self.ca_kpos_proj = nn.Linear(dim, dim)
+        self.ca_v_proj = nn.Linear(dim, dim)
+        self.ca_qpos_sine_proj = nn.Linear(dim, dim)
+        self.cross_attn = ProjectedAttention(2 * dim, dim, num_heads, dropout)
+        self.linear1 = nn.Linear(dim, ffn_dim)
+        self.linear2 = nn.Linear(ffn_dim, dim)
+        self.norm2 = nn.LayerNorm(dim)
+        self.norm3 = nn.LayerNorm(dim)
+        self.dropout = nn.Dropout(dropout)
+        self.dropout1 = nn.Dropout(dropout)
+        self.dropout2 = nn.Dropout(dropout)
+        self.dropout3 = nn.Dropout(dropout)
+        self.activation = make_activation(activation)
+
+    def forward(
+        self,
+        target: Tensor,
+        memory: Tensor,
+        memory_padding: Tensor,
+        memory_pos: Tensor,
+        query_pos: Tensor,
+        query_sine: Tensor,
+    ) -> Tensor:
+        # self-attention among queries: content + position
+        query = self.sa_qcontent_proj(target) + self.sa_qpos_proj(query_pos)
+        key = self.sa_kcontent_proj(target) + self.sa_kpos_proj(query_pos)
+        attended = self.self_attn(query, key, self.sa_v_proj(target))
+        target = self.norm1(target + self.dropout1(attended))
+        # cross-attention to the memory: per head [content | position] queries and keys
+        query = self.ca_qcontent_proj(target)
+        key = self.ca_kcontent_proj(memory)
+        key_pos = self.ca_kpos_proj(memory_pos)
+        if self.ca_qpos_proj is not None:
+            query = query + self.ca_qpos_proj(query_pos)
+            key = key + key_pos
+        query = _split_cat(query, self.ca_qpos_sine_proj(query_sine), self.num_heads)
+        key = _split_cat(key, key_pos, self.num_heads)
+        attended = self.cross_attn(query, key, self.ca_v_proj(memory), memory_padding)
+        target = self.norm2(target + self.dropout2(attended))
+        hidden = self.linear2(self.dropout(self.activation(self.linear1(target))))
+        return self.norm3(target + self.dropout3(hidden))
+
+
+class AnchorDecoder(nn.Module):
+    """A stack of anchor decoder layers with shared anchor heads (DAB-DETR, 2-d anchors).
+
+    Returns the normalised outputs of every layer (L, B, Q, d) and the anchor each layer started
+    from (L, B, Q, 2): the span heads predict relative to it. Anchors passed from layer to layer
+    are detached; the returned ones are not.
+    """
+
+    def __init__(
+        self,
+        dim: int,
+        num_heads: int,
+        ffn_dim: int,
+        dropout: float,
+        num_layers: int,
+        activation: str = "relu",
+    ) -> None:
+        super().__init__()
+        self.layers = nn.ModuleList(
+            AnchorDecoderLayer(dim, num_heads, ffn_dim, dropout, activation, first=index == 0)
+            for index in range(num_layers)
+        )
+        self.norm = nn.LayerNorm(dim)
+        self.query_scale = MLP(dim, dim, dim, 2)  # conditional scaling of the anchor code
+        self.ref_point_head = MLP(dim, dim, dim, 2)  # anchor code -> query position
+        self.span_refine = MLP(dim, dim, 2, 3)  # per-layer anchor update
+        self.ref_anchor_head = MLP(dim, dim, 1, 2)  # width modulation of the attention
+        nn.init.zeros_(self.span_refine.layers[-1].weight)
+        nn.init.zeros_(self.span_refine.layers[-1].bias)
+
+    def forward(
+        self, anchors: Tensor, memory: Tensor, memory_padding: Tensor, memory_pos: Tensor
+    ) -> tuple[Tensor, Tensor]:
+        """``anchors`` (Q, 2) before sigmoid; memory (B, L, d), padding (B, L), positions."""
+        batch, dim = memory.shape[0], memory.shape[-1]
+        reference = anchors.sigmoid()[None].expand(batch, -1, -1)
+        target = memory.new_zeros(batch, anchors.shape[0], dim)
+        outputs, references = [], [reference]
+        for index, layer in enumerate(self.layers):
+            sine = span_sine_embedding(reference, dim // 2).to(memory.dtype)
+            query_pos = self.ref_point_head(sine)
+            if index > 0:
+                sine = sine * self.query_scale(target)
+            width_scale = self.ref_anchor_head(target).sigmoid()[..., 0] / reference[..., 1]
+            sine = sine * width_scale[..., None]
+            target = layer(target, memory, memory_padding, memory_pos, query_pos, sine)
+            refined = (self.span_refine(target) + inverse_sigmoid(reference)).sigmoid()
+            if index < len(self.layers) - 1:
+                references.append(refined)
+            reference = refined.detach()
+            outputs.append(self.norm(target))
+        return torch.stack(outputs), torch.stack(references)

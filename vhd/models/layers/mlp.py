@@ -1,0 +1,78 @@
+"""Small feed-forward blocks of the DETR family: the MLP head and the input projection block."""
+
+from __future__ import annotations
+
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+
+class MLP(nn.Module):
+    """``num_layers`` linear layers with ReLU between them (DETR's box/span head)."""
+
+    def __init__(self, in_dim: int, hidden_dim: int, out_dim: int, num_layers: int) -> None:
+        super().__init__()
+        dims = [in_dim] + [hidden_dim] * (num_layers - 1)
+        self.layers = nn.ModuleList(
+            nn.Linear(d_in, d_out) for d_in, d_out in zip(dims, [*dims[1:], out_dim], strict=True)
+        )
+
+    def forward(self, x: Tensor) -> Tensor:
+        for index, layer in enumerate(self.layers):
+            x = layer(x)
+            if index < len(self.layers) - 1:
+                x = F.relu(x)
+        return x
+
+
+class ProjectionBlock(nn.Module):
+    """LayerNorm -> Dropout -> per-token linear map -> optional ReLU (Moment-DETR input block).
+
+    ``conv=True`` makes the linear map a kernel-1 ``Conv1d`` over time, the "convolutional
+    projection" of VideoLights (same function as a linear layer, conv weight layout).
+    """
+
+    def __init__(
+        self, in_dim: int, out_dim: int, dropout: float, relu: bool, conv: bool = True
+    ) -> None:
+        super().__init__()
+        self.norm = nn.LayerNorm(in_dim)
+        self.dropout = nn.Dropout(dropout)
+        self.conv = conv
+        self.proj = (
+            nn.Conv1d(in_dim, out_dim, kernel_size=1) if conv else nn.Linear(in_dim, out_dim)
+        )
+        self.relu = relu
+
+    def forward(self, x: Tensor) -> Tensor:
+        """(B, L, in_dim) -> (B, L, out_dim)."""
+        x = self.dropout(self.norm(x))
+        x = self.proj(x.transpose(1, 2)).transpose(1, 2) if self.conv else self.proj(x)
+        return F.relu(x) if self.relu else x
+
+
+def input_projection(
+    in_dim: int, out_dim: int, num_blocks: int, dropout: float, conv: bool = True
+) -> nn.Sequential:
+    """``num_blocks`` projection blocks, ReLU after all but the last (Moment-DETR)."""
+    dims = [in_dim] + [out_dim] * num_blocks
+    return nn.Sequential(
+        *(
+            ProjectionBlock(dims[i], dims[i + 1], dropout, relu=i < num_blocks - 1, conv=conv)
+            for i in range(num_blocks)
+        )
+    )
+
+
+def make_activation(name: str) -> nn.Module:
+    """FFN activations by name; ``prelu`` is a module with one learnable slope (init 0.25)."""
+    activations = {"prelu": nn.PReLU, "relu": nn.ReLU, "gelu": nn.GELU}
+    if name not in activations:
+        raise ValueError(f"unknown activation {name!r}; choose one of {sorted(activations)}")
+    return activations[name]()
+
+
+def xavier_init_matrices(module: nn.Module) -> None:
+    """Xavier-uniform for every parameter with two or more dims (DETR's transformer init)."""
+    for parameter in module.parameters():
+        if parameter.dim() > 1:
+            nn.init.xavier_uniform_(parameter)
