@@ -15,14 +15,14 @@ from vhd.cli import VHDCLI, main
 from vhd.models.base import VHDModule
 
 REPO = Path(__file__).resolve().parents[1]
-QUICKSTART = REPO / "configs" / "quickstart.yaml"
+BASELINE = REPO / "configs" / "baseline_synthetic.yaml"
 
 
 def overrides(data_root: Path, run_dir: Path) -> list[str]:
-    """Point the quickstart config at a tiny dataset and a temporary run folder."""
+    """Point the baseline config at a tiny dataset and a temporary run folder."""
     return [
         "--config",
-        str(QUICKSTART),
+        str(BASELINE),
         f"--data.init_args.data_root={data_root}",
         "--data.init_args.synthetic=null",
         "--data.init_args.batch_size=8",
@@ -151,3 +151,12 @@ def test_console_script_dispatches_tools(tmp_path: Path) -> None:
     )
     assert result.returncode == 0, result.stderr
     assert (tmp_path / "d" / "annotations" / "train.jsonl").is_file()
+
+
+def test_domains_tool_is_a_vhd_subcommand(capsys: pytest.CaptureFixture[str]) -> None:
+    """``vhd domains`` reaches the per-domain launcher (its own help, under the ``vhd`` name)."""
+    with pytest.raises(SystemExit) as exit_info:
+        main(["domains", "--help"])
+    assert exit_info.value.code == 0
+    out = capsys.readouterr().out
+    assert out.startswith("usage: vhd domains") and "--domains" in out

@@ -1,4 +1,5 @@
-"""The ``vhd`` command: LightningCLI's fit/validate/test/predict plus ``eval`` and ``synth``.
+"""The ``vhd`` command: LightningCLI's fit/validate/test/predict plus ``eval``, ``synth`` and
+``domains``.
 
 Model and datamodule are chosen in the YAML by ``class_path`` (subclass mode), so every method and
 dataset plugs into the same entry point: ``vhd fit --config configs/videolights_qv.yaml``.
@@ -19,6 +20,7 @@ from vhd.models.base import VHDModule
 TOOLS = {
     "eval": "vhd.metrics.evaluate",
     "synth": "vhd.datamodules.synthetic",
+    "domains": "vhd.launch.domains",
 }
 
 TRAINER_DEFAULTS = {

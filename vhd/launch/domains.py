@@ -6,8 +6,8 @@ config and the domain override, evaluates the final (``--select last``, default)
 checkpoint on the validation split (the benchmarks' test split), prints one row per domain and
 the average over domains, and writes them to ``<run_root>/domains.json``::
 
-    python -m vhd.launch.domains --config configs/hpcl_youtube.yaml
-    python -m vhd.launch.domains --config configs/hpcl_tvsum.yaml --domains VT VU -- \\
+    vhd domains --config configs/hpcl_youtube.yaml
+    vhd domains --config configs/hpcl_tvsum.yaml --domains VT VU -- \\
         --trainer.max_epochs=5 --model.init_args.architecture=v_only
 
 Arguments after ``--`` are passed to every run as CLI overrides.
@@ -38,7 +38,7 @@ def parse_args(argv: list[str]) -> tuple[argparse.Namespace, list[str]]:
     own, overrides = (
         (argv[: argv.index("--")], argv[argv.index("--") + 1 :]) if "--" in argv else (argv, [])
     )
-    parser = argparse.ArgumentParser(prog="vhd.launch.domains", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(prog="vhd domains", description=__doc__.split("\n")[0])
     parser.add_argument(
         "--config", required=True, help="a highlight config, e.g. configs/hpcl_youtube.yaml"
     )

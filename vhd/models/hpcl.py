@@ -272,8 +272,10 @@ class HPCL(VHDModule):
       embeddings (eq. 8 writes ``q . k``; with raw 512-d features margin 0.7 would be meaningless).
     - Hard pairs: watershed = last segment before a label change; pairs of one label dropped
       (``hard_pairs_mixed_only``), see ``vhd.losses.hpcl.hard_pair_indices``.
-    - Final score: weighted mean of the heads' sigmoid probabilities (``co_score_weight``,
-      ``visual_score_weight``, ``audio_score_weight``, 1 each: the paper gives no weights).
+    - Final score: the weighted sum of the heads' sigmoid probabilities (``co_score_weight``,
+      ``visual_score_weight``, ``audio_score_weight``, 1 each: the paper gives no weights),
+      divided by the weights' total so it stays in [0, 1]; the ranking, and so every metric, is
+      that of the plain weighted sum.
     - The CE of eq. 10 is the binary cross-entropy of each head's logit (one score per segment).
     """
 
@@ -429,7 +431,8 @@ class HPCL(VHDModule):
         return HPCLOutput(logits, embeddings)
 
     def scores(self, output: HPCLOutput) -> Tensor:
-        """Final highlight score (B, T): weighted mean of the heads' probabilities (3.4)."""
+        """Final highlight score (B, T): weighted sum of the heads' probabilities over the weights'
+        total (3.4)."""
         weights = {name: self.score_weights[name] for name in output.logits}
         total = sum(weights.values())
         if total <= 0:

@@ -40,8 +40,15 @@ from vhd.metrics import MomentRetrievalMetric
 from vhd.models.base import VHDModule
 from vhd.models.layers.attention import PairMaskMode, padded_pair_mask
 from vhd.models.layers.decoder import AnchorDecoder, inverse_sigmoid
+from vhd.models.layers.dropout import Dropout
 from vhd.models.layers.encoder import EncoderLayer
-from vhd.models.layers.mlp import MLP, input_projection, make_activation, xavier_init_matrices
+from vhd.models.layers.mlp import (
+    MLP,
+    input_projection,
+    make_activation,
+    pointwise,
+    xavier_init_matrices,
+)
 from vhd.models.layers.position import TextPositionEmbedding, video_sine_positions
 from vhd.types import Batch, Prediction
 
@@ -81,7 +88,7 @@ class FRA(nn.Module):
                                  (self.c_q, (1, 1)), (self.w_p, (dim, 1))):  # fmt: skip
             nn.init.xavier_uniform_(parameter.data.view(shape))
         self.mixer = nn.Conv1d(4 * dim, dim, kernel_size=1)
-        self.dropout = nn.Dropout(dropout)
+        self.dropout = Dropout(dropout)
 
     def sentence(self, text: Tensor, text_mask: Tensor) -> Tensor:
         """S = pool(T): attention pooling over the valid words, (B, d)."""
@@ -103,7 +110,7 @@ class FRA(nn.Module):
             ],
             dim=-1,
         )
-        mixed = self.mixer(features.transpose(1, 2)).transpose(1, 2)
+        mixed = pointwise(self.mixer, features)  # the kernel-1 convolution
         return self.dropout(F.relu(mixed))
 
 
@@ -140,7 +147,7 @@ class BiCMFLayer(nn.Module):
         self.linear3 = nn.Linear(dim, dim)
         self.linear4 = nn.Linear(dim, ffn_dim)
         self.linear5 = nn.Linear(ffn_dim, dim)
-        self.dropout = nn.Dropout(dropout)
+        self.dropout = Dropout(dropout)
         self.norm1 = nn.LayerNorm(dim)
         self.norm2 = nn.LayerNorm(dim)  # unused in the release
         self.norm3 = nn.LayerNorm(dim)

@@ -12,6 +12,7 @@ import torch
 from torch import Tensor, nn
 
 from vhd.models.layers.attention import ProjectedAttention
+from vhd.models.layers.dropout import Dropout
 from vhd.models.layers.mlp import MLP, make_activation
 from vhd.models.layers.position import span_sine_embedding
 
@@ -60,10 +61,10 @@ class AnchorDecoderLayer(nn.Module):
         self.linear2 = nn.Linear(ffn_dim, dim)
         self.norm2 = nn.LayerNorm(dim)
         self.norm3 = nn.LayerNorm(dim)
-        self.dropout = nn.Dropout(dropout)
-        self.dropout1 = nn.Dropout(dropout)
-        self.dropout2 = nn.Dropout(dropout)
-        self.dropout3 = nn.Dropout(dropout)
+        self.dropout = Dropout(dropout)
+        self.dropout1 = Dropout(dropout)
+        self.dropout2 = Dropout(dropout)
+        self.dropout3 = Dropout(dropout)
         self.activation = make_activation(activation)
 
     def forward(

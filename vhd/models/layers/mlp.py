@@ -5,6 +5,8 @@ from __future__ import annotations
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from vhd.models.layers.dropout import Dropout
+
 
 class MLP(nn.Module):
     """``num_layers`` linear layers with ReLU between them (DETR's box/span head)."""
@@ -24,11 +26,18 @@ class MLP(nn.Module):
         return x
 
 
+def pointwise(conv: nn.Conv1d, x: Tensor) -> Tensor:
+    """A kernel-1 ``Conv1d`` applied to channels-last ``x`` (B, L, C_in) -> (B, L, C_out)."""
+    return F.linear(x, conv.weight.squeeze(-1), conv.bias)
+
+
 class ProjectionBlock(nn.Module):
     """LayerNorm -> Dropout -> per-token linear map -> optional ReLU (Moment-DETR input block).
 
     ``conv=True`` makes the linear map a kernel-1 ``Conv1d`` over time, the "convolutional
-    projection" of VideoLights (same function as a linear layer, conv weight layout).
+    projection" of VideoLights (same function as a linear layer, conv weight layout). It is
+    applied as a linear map on the (out, in) view of the kernel: the same numbers, without the
+    transposed copies and the slow convolution backward.
     """
 
     def __init__(
@@ -36,7 +45,7 @@ class ProjectionBlock(nn.Module):
     ) -> None:
         super().__init__()
         self.norm = nn.LayerNorm(in_dim)
-        self.dropout = nn.Dropout(dropout)
+        self.dropout = Dropout(dropout)
         self.conv = conv
         self.proj = (
             nn.Conv1d(in_dim, out_dim, kernel_size=1) if conv else nn.Linear(in_dim, out_dim)
@@ -46,7 +55,7 @@ class ProjectionBlock(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         """(B, L, in_dim) -> (B, L, out_dim)."""
         x = self.dropout(self.norm(x))
-        x = self.proj(x.transpose(1, 2)).transpose(1, 2) if self.conv else self.proj(x)
+        x = pointwise(self.proj, x) if self.conv else self.proj(x)
         return F.relu(x) if self.relu else x
 
 

@@ -11,6 +11,8 @@ import math
 import torch
 from torch import Tensor, nn
 
+from vhd.models.layers.dropout import Dropout
+
 
 def _interleaved_sine(angles: Tensor, dim: int, temperature: float) -> Tensor:
     """``angles (...)`` -> ``(..., dim)``: sin/cos of ``angle / temperature ** (2j / dim)``."""
@@ -58,7 +60,7 @@ class TextPositionEmbedding(nn.Module):
         super().__init__()
         self.embedding = nn.Embedding(max_len, dim)
         self.norm = nn.LayerNorm(dim)
-        self.dropout = nn.Dropout(dropout)
+        self.dropout = Dropout(dropout)
 
     def forward(self, tokens: Tensor) -> Tensor:
         positions = torch.arange(tokens.shape[1], device=tokens.device)
