@@ -2,7 +2,8 @@
 negative pass and MR-to-HD, criterion with Hungarian matching, backward, AdamW) and one evaluation
 forward (``predict_batch``: the network without the negative pass, then the windows and
 saliency scores). Median seconds over ``--repeats`` timed runs after one warm-up, 2 CPU threads
-by default. Prints one JSON object.
+by default, with the host allocator setting that ``vhd`` applies (``vhd/allocator.py``; turn it
+off with ``--default_allocator``). Prints one JSON object.
 
     .venv/bin/python benchmarks/videolights_step.py [--device cuda] [--precision bf16]
 
@@ -22,6 +23,7 @@ from contextlib import nullcontext
 
 import torch
 
+from vhd.allocator import keep_freed_memory
 from vhd.models import VideoLights
 
 
@@ -74,7 +76,13 @@ def main() -> None:
     parser.add_argument("--text_dim", type=int, default=1280)
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--threads", type=int, default=2, help="CPU threads; 0 = torch default")
+    parser.add_argument(
+        "--default_allocator",
+        action="store_true",
+        help="leave glibc's allocator as it is (``vhd`` keeps freed memory: vhd/allocator.py)",
+    )
     options = parser.parse_args()
+    kept = False if options.default_allocator else keep_freed_memory()
     if options.threads:
         torch.set_num_threads(options.threads)
     device = torch.device(options.device)
@@ -97,13 +105,13 @@ def main() -> None:
         torch.nn.utils.clip_grad_norm_(model.parameters(), 0.1)
         optimizer.step()
 
-    @torch.no_grad()
+    @torch.inference_mode()  # as Lightning runs validate/test/predict
     def eval_step() -> None:
         model.eval()
         with autocast:
             model.predict_batch(eval_batch)
 
-    @torch.no_grad()
+    @torch.inference_mode()  # as Lightning runs validate/test/predict
     def eval_forward() -> None:
         model.eval()
         with autocast:
@@ -112,6 +120,7 @@ def main() -> None:
     results = {
         "device": str(device),
         **vars(options),
+        "allocator": "keeps freed memory" if kept else "default",
         "parameters": sum(p.numel() for p in model.parameters()),
         "train_step_s": round(timed(train_step, options.repeats, device), 4),
         "eval_batch_s": round(timed(eval_step, options.repeats, device), 4),

@@ -14,6 +14,7 @@ from collections.abc import Callable
 import lightning as L
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 
+from vhd.allocator import keep_freed_memory
 from vhd.models.base import VHDModule
 
 # Subcommands that are plain tools, not Lightning runs: name -> module holding ``main(argv)``.
@@ -57,6 +58,7 @@ def run_lightning(args: list[str] | None) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    keep_freed_memory()  # faster CPU steps; see vhd/allocator.py
     args = list(sys.argv[1:] if argv is None else argv)
     if args and args[0] in TOOLS:
         tool: Callable[[list[str]], int] = importlib.import_module(TOOLS[args[0]]).main

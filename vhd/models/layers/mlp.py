@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
@@ -72,9 +73,26 @@ def input_projection(
     )
 
 
+class PReLU(nn.PReLU):
+    """``nn.PReLU`` (same parameters and state) with a faster CPU backward.
+
+    On the CPU, inside a large graph, ``prelu``'s fused backward kernel measured about 17 ms per
+    (32, 76, 1024) activation, several times the cost of plain element-wise ops; when a gradient
+    is needed the same function is computed as ``relu(x) - a * relu(-x)`` (without one, the fused
+    forward kernel is the faster). Only the gradient at exactly ``x = 0`` differs (0 here, ``a``
+    for ``nn.PReLU``), a set of measure zero.
+    """
+
+    def forward(self, x: Tensor) -> Tensor:
+        needs_grad = torch.is_grad_enabled() and (x.requires_grad or self.weight.requires_grad)
+        if x.device.type != "cpu" or self.num_parameters != 1 or not needs_grad:
+            return super().forward(x)
+        return F.relu(x) - self.weight * F.relu(-x)
+
+
 def make_activation(name: str) -> nn.Module:
     """FFN activations by name; ``prelu`` is a module with one learnable slope (init 0.25)."""
-    activations = {"prelu": nn.PReLU, "relu": nn.ReLU, "gelu": nn.GELU}
+    activations = {"prelu": PReLU, "relu": nn.ReLU, "gelu": nn.GELU}
     if name not in activations:
         raise ValueError(f"unknown activation {name!r}; choose one of {sorted(activations)}")
     return activations[name]()
