@@ -42,6 +42,14 @@ def timed(step: Callable[[], None], repeats: int, device: torch.device) -> float
     return statistics.median(times)
 
 
+def gemm_gflops(device: torch.device) -> float:
+    """The machine's speed right now (a 2432 x 1024 x 1024 matmul, the FFN's shape): shared
+    machines vary by tens of percent over an hour, so step times are comparable only with it."""
+    a = torch.randn(2432, 1024, device=device)
+    b = torch.randn(1024, 1024, device=device)
+    return 2 * 2432 * 1024 * 1024 / timed(lambda: a @ b, 20, device) / 1e9
+
+
 def make_batch(
     size: int, clips: int, tokens: int, options: argparse.Namespace, device: torch.device
 ) -> dict:
@@ -122,6 +130,7 @@ def main() -> None:
         **vars(options),
         "allocator": "keeps freed memory" if kept else "default",
         "parameters": sum(p.numel() for p in model.parameters()),
+        "gemm_gflops": round(gemm_gflops(device), 1),
         "train_step_s": round(timed(train_step, options.repeats, device), 4),
         "eval_batch_s": round(timed(eval_step, options.repeats, device), 4),
         "eval_forward_s": round(timed(eval_forward, options.repeats, device), 4),
