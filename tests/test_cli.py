@@ -160,3 +160,19 @@ def test_domains_tool_is_a_vhd_subcommand(capsys: pytest.CaptureFixture[str]) ->
     assert exit_info.value.code == 0
     out = capsys.readouterr().out
     assert out.startswith("usage: vhd domains") and "--domains" in out
+
+
+def test_eval_tool_starts_without_torch() -> None:
+    """``vhd eval`` is dispatched before Lightning and torch are imported (it starts fast)."""
+    code = (
+        "import sys\n"
+        "from vhd.cli import main\n"
+        "try:\n"
+        "    main(['eval', '--help'])\n"
+        "except SystemExit:\n"
+        "    pass\n"
+        "print(sorted({'torch', 'lightning'} & set(sys.modules)))\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip().splitlines()[-1] == "[]"

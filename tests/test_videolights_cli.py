@@ -53,6 +53,7 @@ def synthetic_args(data_root: Path, run_dir: Path) -> list[str]:
         *run_args(CONFIGS / "videolights_synthetic.yaml", data_root, run_dir),
         "--data.init_args.synthetic=null",
         "--data.init_args.batch_size=8",
+        "--trainer.check_val_every_n_epoch=1",
     ]
 
 

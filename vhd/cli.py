@@ -1,8 +1,8 @@
 """The ``vhd`` command: LightningCLI's fit/validate/test/predict plus ``eval``, ``synth`` and
 ``domains``.
 
-Model and datamodule are chosen in the YAML by ``class_path`` (subclass mode), so every method and
-dataset plugs into the same entry point: ``vhd fit --config configs/videolights_qv.yaml``.
+The plain tools are dispatched before Lightning and torch are imported, so ``vhd eval`` starts in
+a fraction of a second; the Lightning runs live in ``vhd.lightning_cli``.
 """
 
 from __future__ import annotations
@@ -10,12 +10,9 @@ from __future__ import annotations
 import importlib
 import sys
 from collections.abc import Callable
-
-import lightning as L
-from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
+from typing import Any
 
 from vhd.allocator import keep_freed_memory
-from vhd.models.base import VHDModule
 
 # Subcommands that are plain tools, not Lightning runs: name -> module holding ``main(argv)``.
 TOOLS = {
@@ -24,37 +21,12 @@ TOOLS = {
     "domains": "vhd.launch.domains",
 }
 
-TRAINER_DEFAULTS = {
-    "trainer.logger": {
-        "class_path": "lightning.pytorch.loggers.CSVLogger",
-        "init_args": {"save_dir": "runs", "name": "logs"},
-    },
-    "trainer.callbacks": [{"class_path": "lightning.pytorch.callbacks.RichProgressBar"}],
-}
 
-
-class VHDCLI(LightningCLI):
-    """LightningCLI with vhd's defaults: rich progress bar, CSV logs, seed 2018.
-
-    ``ModelCheckpoint`` on the model's main validation metric comes from
-    ``VHDModule.configure_callbacks`` (the metric name depends on the datamodule's protocol).
-    """
-
-    def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
-        parser.set_defaults(TRAINER_DEFAULTS)
-
-
-def run_lightning(args: list[str] | None) -> None:
-    """``args=None`` lets LightningCLI read ``sys.argv`` itself (it warns when given both)."""
-    VHDCLI(
-        VHDModule,
-        L.LightningDataModule,
-        subclass_mode_model=True,
-        subclass_mode_data=True,
-        seed_everything_default=2018,
-        save_config_kwargs={"overwrite": True},
-        args=args,
-    )
+def __getattr__(name: str) -> Any:
+    """``from vhd.cli import VHDCLI`` still works, importing Lightning only then."""
+    if name in ("VHDCLI", "TRAINER_DEFAULTS", "run_lightning"):
+        return getattr(importlib.import_module("vhd.lightning_cli"), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -63,6 +35,8 @@ def main(argv: list[str] | None = None) -> int:
     if args and args[0] in TOOLS:
         tool: Callable[[list[str]], int] = importlib.import_module(TOOLS[args[0]]).main
         return tool(args[1:])
+    from vhd.lightning_cli import run_lightning
+
     run_lightning(None if argv is None else args)
     return 0
 

@@ -24,7 +24,7 @@ from typing import Any
 import lightning as L
 import yaml
 
-from vhd.cli import VHDCLI
+from vhd.lightning_cli import VHDCLI
 from vhd.models.base import VHDModule
 
 # Domain order of the papers' tables (HPCL Table 1 and Table 2).

@@ -116,17 +116,29 @@ def detection_ap(
         return np.zeros(len(thresholds))
     ranked = pred_windows[np.argsort(-pred_windows[:, 2], kind="stable")]
     ious = temporal_iou(ranked[:, :2], gt_windows)  # (P, G)
+    # Per prediction, the ground-truth windows by descending IoU (ties: the later one first, as
+    # the official's reversed stable sort); the official walks them to the first free one and
+    # counts a hit when its IoU reaches the threshold. At most 10 x 10 x a few steps per query:
+    # plain Python on lists is faster here than NumPy calls per step.
     true_positive = np.zeros((len(thresholds), len(ranked)), dtype=bool)
-    taken = np.zeros((len(thresholds), len(gt_windows)), dtype=bool)
-    every_threshold = np.arange(len(thresholds))
-    for p in range(len(ranked)):
-        # Candidates by descending IoU; the official walks them and takes the first free one.
-        candidates = np.argsort(ious[p], kind="stable")[::-1]
-        free = ~taken[:, candidates]  # (T, G)
-        first_free = free.argmax(axis=1)
-        hit = free[every_threshold, first_free] & (ious[p, candidates[first_free]] >= thresholds)
-        true_positive[:, p] = hit
-        taken[every_threshold[hit], candidates[first_free[hit]]] = True
+    if len(gt_windows) == 1:  # the first prediction that reaches the threshold takes the window
+        reaches = ious[:, 0][None, :] >= thresholds[:, None]  # (T, P)
+        matched = np.flatnonzero(reaches.any(axis=1))
+        true_positive[matched, reaches[matched].argmax(axis=1)] = True
+    else:
+        candidates = np.argsort(ious, axis=1, kind="stable")[:, ::-1].tolist()
+        iou_rows = ious.tolist()
+        ascending = bool(np.all(np.diff(thresholds) >= 0))
+        for t, threshold in enumerate(thresholds.tolist()):
+            taken = [False] * len(gt_windows)
+            for p, order in enumerate(candidates):
+                for g in order:
+                    if not taken[g]:
+                        if iou_rows[p][g] >= threshold:
+                            taken[g] = true_positive[t, p] = True
+                        break
+            if ascending and not any(taken):
+                break  # no window reached it, so none reaches the higher thresholds either
     hits = np.cumsum(true_positive, axis=1)
     precision = hits / np.arange(1, len(ranked) + 1)
     recall = hits / len(gt_windows)
@@ -341,19 +353,33 @@ def saliency_ap(y_true: np.ndarray, y_score: np.ndarray) -> float:
     """Moment-DETR's ``get_ap`` (from video2gif): the mean, over the score thresholds where recall
     grows, of the interpolated precision there. Not sklearn's average_precision: a tie that adds
     several positives counts once. All-negative labels give 0, all-positive 1."""
-    y_true = np.asarray(y_true, dtype=np.float64)
+    labels = np.asarray(y_true, dtype=np.float64).reshape(-1, 1)
+    return float(saliency_ap_columns(labels, y_score)[0])
+
+
+def saliency_ap_columns(labels: np.ndarray, y_score: np.ndarray) -> np.ndarray:
+    """``saliency_ap`` of every column of ``labels`` (N, C) against one score vector (N,): the
+    ranking, the ties and the cumulative counts are computed once for all columns."""
+    labels = np.asarray(labels, dtype=np.float64)
     y_score = np.asarray(y_score, dtype=np.float64)
-    if np.all(y_true == y_true[0]):
-        return float(y_true[0] != 0)
     order = np.argsort(-y_score, kind="stable")
-    scores, labels = y_score[order], y_true[order]
+    scores, ranked = y_score[order], labels[order]
     last_of_tie = np.r_[np.flatnonzero(np.diff(scores)), len(scores) - 1]
-    true_pos = np.cumsum(labels)[last_of_tie]
-    precision = true_pos / (last_of_tie + 1)
-    recall = (true_pos / true_pos[-1]).astype(np.float32)  # float32 as the official
-    interpolated = np.flip(np.maximum.accumulate(np.flip(precision)))
-    grows = np.diff(np.r_[np.float32(0), recall]) != 0
-    return float(np.mean(interpolated[grows]))
+    true_pos = np.cumsum(ranked, axis=0)[last_of_tie]  # (K, C)
+    precision = true_pos / (last_of_tie + 1)[:, None]
+    interpolated = np.flip(np.maximum.accumulate(np.flip(precision, 0), axis=0), 0)
+    constant = np.all(labels == labels[:1], axis=0)
+    totals = np.where(constant, 1.0, true_pos[-1])  # constant columns are answered below
+    recall = (true_pos / totals).astype(np.float32)  # float32 as the official
+    grows = np.diff(recall, axis=0, prepend=np.float32(0)) != 0
+    return np.array(
+        [
+            float(labels[0, column] != 0)
+            if constant[column]
+            else interpolated[grows[:, column], column].mean()  # 1-D mean: the official's sum order
+            for column in range(labels.shape[1])
+        ]
+    )
 
 
 def saliency_query(
@@ -370,12 +396,15 @@ def saliency_query(
         raise ValueError(f"qid {record.get('qid')}: pred_saliency_scores is empty")
     top = int(np.argmax(raw))
     fitted = fit_length(raw, len(ratings))
-    ap = np.zeros((len(SALIENCY_LEVELS), QVHIGHLIGHTS_ANNOTATORS))
-    hit = np.zeros(len(SALIENCY_LEVELS))
-    for level, minimum in enumerate(SALIENCY_LEVELS.values()):
-        positive = (ratings >= minimum).astype(np.float64)
-        ap[level] = [saliency_ap(positive[:, a], fitted) for a in range(positive.shape[1])]
-        hit[level] = positive[top].max() if top < len(positive) else 0.0
+    minimums = np.array(list(SALIENCY_LEVELS.values()), dtype=np.float64)
+    positive = ratings[:, None, :] >= minimums[None, :, None]  # (clips, levels, annotators)
+    columns = positive.reshape(len(ratings), -1).astype(np.float64)
+    ap = saliency_ap_columns(columns, fitted).reshape(len(minimums), -1)
+    hit = (
+        positive[top].any(axis=1).astype(np.float64)
+        if top < len(positive)
+        else np.zeros(len(minimums))
+    )
     return ap, hit
 
 

@@ -57,6 +57,13 @@ def _is_number(value: Any) -> bool:
     return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
 
 
+def _all_numbers(values: list[Any]) -> bool:
+    """``all(map(_is_number, values))``, fast on the common case of plain ints and floats."""
+    if {type(value) for value in values} <= {int, float}:
+        return all(map(math.isfinite, values))
+    return all(map(_is_number, values))
+
+
 def prediction_problem(record: Mapping[str, Any]) -> str | None:
     """What is wrong with one prediction record, or None."""
     if not any(field in record for field in PRED_FIELDS):
@@ -75,7 +82,7 @@ def prediction_problem(record: Mapping[str, Any]) -> str | None:
                 return f"pred_relevant_windows[{index}] = {row!r:.60} ends before it starts"
     scores = record.get("pred_saliency_scores")
     if "pred_saliency_scores" in record and not (
-        isinstance(scores, list) and scores and all(map(_is_number, scores))
+        isinstance(scores, list) and scores and _all_numbers(scores)
     ):
         return "pred_saliency_scores must be a non-empty list of finite numbers, one per clip"
     return None

@@ -1,0 +1,44 @@
+"""vhd's LightningCLI: fit/validate/test/predict with the model and datamodule chosen in the YAML.
+
+Model and datamodule are chosen by ``class_path`` (subclass mode), so every method and dataset
+plugs into the same entry point: ``vhd fit --config configs/videolights_qv.yaml``.
+"""
+
+from __future__ import annotations
+
+import lightning as L
+from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
+
+from vhd.models.base import VHDModule
+
+TRAINER_DEFAULTS = {
+    "trainer.logger": {
+        "class_path": "lightning.pytorch.loggers.CSVLogger",
+        "init_args": {"save_dir": "runs", "name": "logs"},
+    },
+    "trainer.callbacks": [{"class_path": "lightning.pytorch.callbacks.RichProgressBar"}],
+}
+
+
+class VHDCLI(LightningCLI):
+    """LightningCLI with vhd's defaults: rich progress bar, CSV logs, seed 2018.
+
+    ``ModelCheckpoint`` on the model's main validation metric comes from
+    ``VHDModule.configure_callbacks`` (the metric name depends on the datamodule's protocol).
+    """
+
+    def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
+        parser.set_defaults(TRAINER_DEFAULTS)
+
+
+def run_lightning(args: list[str] | None) -> None:
+    """``args=None`` lets LightningCLI read ``sys.argv`` itself (it warns when given both)."""
+    VHDCLI(
+        VHDModule,
+        L.LightningDataModule,
+        subclass_mode_model=True,
+        subclass_mode_data=True,
+        seed_everything_default=2018,
+        save_config_kwargs={"overwrite": True},
+        args=args,
+    )
