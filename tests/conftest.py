@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -23,3 +24,14 @@ def tiny_moments(tmp_path_factory: pytest.TempPathFactory) -> Path:
     from vhd.datamodules.synthetic import generate
 
     return generate("moments", tmp_path_factory.mktemp("moments"), seed=0, size="tiny")
+
+
+@pytest.fixture
+def two_threads() -> Iterator[None]:
+    """Learning thresholds were checked at 2 CPU threads; keep the kernels' reduction order."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(2)
+    yield
+    torch.set_num_threads(threads)

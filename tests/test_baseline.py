@@ -8,9 +8,9 @@ import numpy as np
 import torch
 
 from tests.test_cli import overrides
-from vhd.cli import VHDCLI
 from vhd.datamodules.annotations import read_jsonl, strip_private
 from vhd.datamodules.synthetic import generate
+from vhd.lightning_cli import VHDCLI
 from vhd.metrics import functional as F
 from vhd.models.base import VHDModule
 from vhd.models.baseline import threshold_windows
@@ -40,11 +40,13 @@ def test_threshold_windows_finds_the_peak() -> None:
     assert windows[0][:2] == [4.0, 10.0]
 
 
-def test_baseline_beats_chance(tmp_path: Path) -> None:
-    data = generate("moments", tmp_path / "data", seed=1, size="tiny", num_videos=80, num_clips=40)
-    args = [*overrides(data, tmp_path / "run"), "--trainer.max_epochs=8"]
+def learned_and_chance(
+    data: Path, run_dir: Path, args: list[str]
+) -> tuple[dict[str, float], dict[str, float]]:
+    """Fit with ``args`` (which write to ``run_dir``), test the best checkpoint, and return its
+    test metrics beside those of random predictions for the same test queries."""
     VHDCLI(VHDModule, subclass_mode_model=True, subclass_mode_data=True, args=["fit", *args])
-    ckpt = str(tmp_path / "run" / "checkpoints" / "best.ckpt")
+    ckpt = str(run_dir / "checkpoints" / "best.ckpt")
     cli = VHDCLI(
         VHDModule,
         subclass_mode_model=True,
@@ -58,6 +60,13 @@ def test_baseline_beats_chance(tmp_path: Path) -> None:
         **F.qvhighlights_mr(chance_predictions, ground_truth),
         **F.qvhighlights_hl(chance_predictions, ground_truth),
     }
+    return learned, chance
+
+
+def test_baseline_beats_chance(tmp_path: Path) -> None:
+    data = generate("moments", tmp_path / "data", seed=1, size="tiny", num_videos=80, num_clips=40)
+    args = [*overrides(data, tmp_path / "run"), "--trainer.max_epochs=8"]
+    learned, chance = learned_and_chance(data, tmp_path / "run", args)
     assert learned["MR-full-mAP"] > chance["MR-full-mAP"] + 10
     assert learned["MR-full-R1@0.5"] > chance["MR-full-R1@0.5"] + 10
     assert learned["HL-min-Fair-mAP"] > chance["HL-min-Fair-mAP"] + 10

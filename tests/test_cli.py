@@ -11,7 +11,8 @@ import pytest
 import yaml
 from lightning.pytorch.strategies import DDPStrategy
 
-from vhd.cli import VHDCLI, main
+from vhd.cli import main
+from vhd.lightning_cli import VHDCLI
 from vhd.models.base import VHDModule
 
 REPO = Path(__file__).resolve().parents[1]

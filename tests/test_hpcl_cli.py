@@ -13,12 +13,15 @@ import pytest
 import torch
 import yaml
 
-from vhd.cli import VHDCLI, main
+from vhd.cli import main
 from vhd.datamodules import HighlightDataModule
 from vhd.datamodules.synthetic import generate
 from vhd.launch import domains as launcher
+from vhd.lightning_cli import VHDCLI, make_cli
 from vhd.metrics import functional
 from vhd.models import HPCL, VHDModule
+
+pytestmark = pytest.mark.usefixtures("two_threads")
 
 REPO = Path(__file__).resolve().parents[1]
 CONFIGS = {
@@ -38,15 +41,6 @@ SMALL_MODEL = [
     "--model.init_args.num_heads=4",
     "--model.init_args.head_hidden_dim=32",
 ]
-
-
-@pytest.fixture(autouse=True)
-def two_threads():
-    """The learning thresholds were checked at 2 threads; keep CPU kernels the same."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(2)
-    yield
-    torch.set_num_threads(threads)
 
 
 def data_args(data_root: Path) -> list[str]:
@@ -269,15 +263,14 @@ def expected_random_map(data_root: Path, draws: int = 200) -> float:
 
 def fit_and_validate(data_root: Path, run_dir: Path, architecture: str) -> float:
     """Train the youtube config (20 epochs, all domains at once) and return val/mAP."""
-    cli = VHDCLI(
-        VHDModule, L.LightningDataModule, subclass_mode_model=True, subclass_mode_data=True,
-        args=[
+    cli = make_cli(
+        [
             "fit", "--config", str(CONFIGS["youtube"]),
             *data_args(data_root), f"--trainer.default_root_dir={run_dir}",
             f"--trainer.logger.init_args.save_dir={run_dir}", "--data.init_args.domain=null",
             *LEARNING_MODEL, f"--model.init_args.architecture={architecture}",
             "--trainer.check_val_every_n_epoch=20",
-        ],
+        ]
     )  # fmt: skip
     (results,) = cli.trainer.validate(cli.model, datamodule=cli.datamodule, verbose=False)
     return results["val/mAP"]

@@ -10,9 +10,10 @@ import numpy as np
 import pytest
 import torch
 
-from vhd.cli import VHDCLI, main
+from vhd.cli import main
 from vhd.datamodules import HighlightDataModule, UnlabeledDataModule
 from vhd.datamodules.synthetic import generate
+from vhd.lightning_cli import VHDCLI
 from vhd.metrics import functional
 from vhd.models import RASL, VHDModule
 

@@ -12,8 +12,9 @@ import numpy as np
 import pytest
 import torch
 
-from vhd.cli import VHDCLI, main
+from vhd.cli import main
 from vhd.datamodules import FeatureError
+from vhd.lightning_cli import VHDCLI
 from vhd.models import VideoLights
 from vhd.models.base import VHDModule
 

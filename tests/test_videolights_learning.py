@@ -5,29 +5,18 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-import torch
 
-from tests.test_baseline import random_predictions
+from tests.test_baseline import learned_and_chance
 from tests.test_videolights_cli import CONFIGS, run_args
-from vhd.cli import VHDCLI
-from vhd.datamodules.annotations import read_jsonl, strip_private
 from vhd.datamodules.synthetic import generate
-from vhd.metrics import functional as F
-from vhd.models.base import VHDModule
+
+pytestmark = pytest.mark.usefixtures("two_threads")
 
 # The synthetic config's model (same class, same losses) at a compact size, with the light
 # regularisation and the higher learning rate that let it learn within a few hundred steps.
 COMPACT = {"hidden_dim": 64, "ffn_dim": 128, "num_heads": 4, "contrastive_dim": 16,
            "input_dropout": 0.1, "dropout": 0.0, "lr": 2e-3}  # fmt: skip
 EPOCHS = 25
-
-
-@pytest.fixture(autouse=True)
-def two_threads():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(2)
-    yield
-    torch.set_num_threads(threads)
 
 
 def test_videolights_beats_chance(tmp_path: Path) -> None:
@@ -40,21 +29,7 @@ def test_videolights_beats_chance(tmp_path: Path) -> None:
         f"--trainer.check_val_every_n_epoch={EPOCHS}",  # select on the final validation only
         *[f"--model.init_args.{key}={value}" for key, value in COMPACT.items()],
     ]
-    VHDCLI(VHDModule, subclass_mode_model=True, subclass_mode_data=True, args=["fit", *args])
-    ckpt = str(tmp_path / "run" / "checkpoints" / "best.ckpt")
-    cli = VHDCLI(
-        VHDModule,
-        subclass_mode_model=True,
-        subclass_mode_data=True,
-        args=["test", *args, f"--ckpt_path={ckpt}"],
-    )
-    learned = {k.removeprefix("test/"): float(v) for k, v in cli.trainer.callback_metrics.items()}
-    ground_truth = [strip_private(r) for r in read_jsonl(data / "annotations" / "test.jsonl")]
-    chance_predictions = random_predictions(ground_truth)
-    chance = {
-        **F.qvhighlights_mr(chance_predictions, ground_truth),
-        **F.qvhighlights_hl(chance_predictions, ground_truth),
-    }
+    learned, chance = learned_and_chance(data, tmp_path / "run", args)
     assert learned["MR-full-mAP"] > chance["MR-full-mAP"] + 10
     assert learned["MR-full-R1@0.5"] > chance["MR-full-R1@0.5"] + 10
     assert learned["HL-min-Fair-mAP"] > chance["HL-min-Fair-mAP"] + 20

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from tests.test_cli import overrides
-from vhd.cli import VHDCLI
+from vhd.lightning_cli import VHDCLI
 from vhd.models.base import VHDModule
 
 wandb = pytest.importorskip("wandb", reason="the `wandb` extra is part of `make test`'s setup")

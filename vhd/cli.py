@@ -10,7 +10,6 @@ from __future__ import annotations
 import importlib
 import sys
 from collections.abc import Callable
-from typing import Any
 
 from vhd.allocator import keep_freed_memory
 
@@ -22,22 +21,15 @@ TOOLS = {
 }
 
 
-def __getattr__(name: str) -> Any:
-    """``from vhd.cli import VHDCLI`` still works, importing Lightning only then."""
-    if name in ("VHDCLI", "TRAINER_DEFAULTS", "run_lightning"):
-        return getattr(importlib.import_module("vhd.lightning_cli"), name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
-
 def main(argv: list[str] | None = None) -> int:
     keep_freed_memory()  # faster CPU steps; see vhd/allocator.py
     args = list(sys.argv[1:] if argv is None else argv)
     if args and args[0] in TOOLS:
         tool: Callable[[list[str]], int] = importlib.import_module(TOOLS[args[0]]).main
         return tool(args[1:])
-    from vhd.lightning_cli import run_lightning
+    from vhd.lightning_cli import make_cli
 
-    run_lightning(None if argv is None else args)
+    make_cli(None if argv is None else args)
     return 0
 
 

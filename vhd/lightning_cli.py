@@ -31,9 +31,11 @@ class VHDCLI(LightningCLI):
         parser.set_defaults(TRAINER_DEFAULTS)
 
 
-def run_lightning(args: list[str] | None) -> None:
-    """``args=None`` lets LightningCLI read ``sys.argv`` itself (it warns when given both)."""
-    VHDCLI(
+def make_cli(args: list[str] | None) -> VHDCLI:
+    """Parse ``args`` and run its subcommand, as ``vhd`` does; the CLI keeps the trainer, model
+    and datamodule for more work (``vhd domains`` validates each run). ``args=None`` lets
+    LightningCLI read ``sys.argv`` itself (it warns when given both)."""
+    return VHDCLI(
         VHDModule,
         L.LightningDataModule,
         subclass_mode_model=True,

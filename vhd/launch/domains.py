@@ -21,11 +21,9 @@ import sys
 from pathlib import Path
 from typing import Any
 
-import lightning as L
 import yaml
 
-from vhd.lightning_cli import VHDCLI
-from vhd.models.base import VHDModule
+from vhd.lightning_cli import make_cli
 
 # Domain order of the papers' tables (HPCL Table 1 and Table 2).
 DOMAINS = {
@@ -74,15 +72,7 @@ def run_domain(
     ]
     if has_logger_dir:
         args.append(f"--trainer.logger.init_args.save_dir={run_dir}")
-    cli = VHDCLI(
-        VHDModule,
-        L.LightningDataModule,
-        subclass_mode_model=True,
-        subclass_mode_data=True,
-        seed_everything_default=2018,
-        save_config_kwargs={"overwrite": True},
-        args=[*args, *overrides],
-    )
+    cli = make_cli([*args, *overrides])
     ckpt_path = "best" if select == "best" else None
     (results,) = cli.trainer.validate(
         cli.model, datamodule=cli.datamodule, ckpt_path=ckpt_path, verbose=False

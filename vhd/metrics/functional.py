@@ -198,11 +198,11 @@ def moment_query(
         if not keep.any():
             continue
         in_bucket[b] = True
-        if keep.tobytes() in done:
-            same = done[keep.tobytes()]
-            ap[b], top1_iou[b] = ap[same], top1_iou[same]
+        key = keep.tobytes()
+        if key in done:
+            ap[b], top1_iou[b] = ap[done[key]], top1_iou[done[key]]
             continue
-        done[keep.tobytes()] = b
+        done[key] = b
         kept = gt_windows[keep]
         if len(map_thresholds):
             ap[b] = detection_ap(kept, listed, map_thresholds)
