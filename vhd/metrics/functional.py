@@ -34,6 +34,8 @@ from typing import Any
 
 import numpy as np
 
+from vhd.metrics import batched
+
 
 def _thresholds(first: float, last: float) -> tuple[float, ...]:
     """Thresholds as the official scripts spell them: ``float(f"{t:.2f}")`` of a linspace."""
@@ -74,31 +76,15 @@ def temporal_iou(spans1: np.ndarray, spans2: np.ndarray) -> np.ndarray:
     positive."""
     spans1 = np.asarray(spans1, dtype=np.float64).reshape(-1, 2)
     spans2 = np.asarray(spans2, dtype=np.float64).reshape(-1, 2)
-    left = np.maximum(spans1[:, None, 0], spans2[None, :, 0])
-    right = np.minimum(spans1[:, None, 1], spans2[None, :, 1])
-    inter = np.clip(right - left, 0, None)
-    lengths1, lengths2 = spans1[:, 1] - spans1[:, 0], spans2[:, 1] - spans2[:, 0]
-    union = lengths1[:, None] + lengths2[None, :] - inter
-    return np.divide(inter, union, out=np.zeros_like(inter), where=union > 0)
+    return batched.cross_iou(spans1, spans2)
 
 
 def hull_iou(span1: Sequence[float], span2: Sequence[float]) -> float:
     """IoU as the official R1 computes it: intersection over the hull of the two spans. Equal to
     the union when they overlap, but divided as the official does, so thresholds compare bit for
     bit."""
-    inter = max(0.0, min(span1[1], span2[1]) - max(span1[0], span2[0]))
-    hull = max(span1[1], span2[1]) - min(span1[0], span2[0])
-    return float(inter / hull) if hull != 0 else 0.0
-
-
-def interpolated_ap(precision: np.ndarray, recall: np.ndarray) -> np.ndarray:
-    """VOC area under the interpolated precision-recall curve, one row per threshold: (T, P) ->
-    (T,). Precision at recall r is the best precision at any recall >= r."""
-    zeros, ones = np.zeros((len(precision), 1)), np.ones((len(precision), 1))
-    precision = np.concatenate([zeros, precision, zeros], axis=1)
-    recall = np.concatenate([zeros, recall, ones], axis=1)
-    precision = np.flip(np.maximum.accumulate(np.flip(precision, 1), axis=1), 1)
-    return np.sum((recall[:, 1:] - recall[:, :-1]) * precision[:, 1:], axis=1)
+    spans = np.asarray([span1, span2], dtype=np.float64)
+    return float(batched.hull_iou(spans[0], spans[1]))
 
 
 def detection_ap(
@@ -108,41 +94,12 @@ def detection_ap(
 ) -> np.ndarray:
     """AP of one query per IoU threshold, as ActivityNet / MMAction2 detection AP: predictions by
     descending score, each one matched to the free ground-truth window of highest IoU, each
-    ground-truth window matched at most once."""
-    gt_windows = np.asarray(gt_windows, dtype=np.float64).reshape(-1, 2)
-    pred_windows = np.asarray(pred_windows, dtype=np.float64).reshape(-1, 3)
+    ground-truth window matched at most once (``batched.detection_ap`` for one query)."""
+    gt = np.asarray(gt_windows, dtype=np.float64).reshape(1, -1, 2)
+    pred = np.asarray(pred_windows, dtype=np.float64).reshape(1, -1, 3)
+    valid_gt, valid_pred = np.ones(gt.shape[:2], bool), np.ones(pred.shape[:2], bool)
     thresholds = np.asarray(thresholds, dtype=np.float64)
-    if len(pred_windows) == 0 or len(gt_windows) == 0:
-        return np.zeros(len(thresholds))
-    ranked = pred_windows[np.argsort(-pred_windows[:, 2], kind="stable")]
-    ious = temporal_iou(ranked[:, :2], gt_windows)  # (P, G)
-    # Per prediction, the ground-truth windows by descending IoU (ties: the later one first, as
-    # the official's reversed stable sort); the official walks them to the first free one and
-    # counts a hit when its IoU reaches the threshold. At most 10 x 10 x a few steps per query:
-    # plain Python on lists is faster here than NumPy calls per step.
-    true_positive = np.zeros((len(thresholds), len(ranked)), dtype=bool)
-    if len(gt_windows) == 1:  # the first prediction that reaches the threshold takes the window
-        reaches = ious[:, 0][None, :] >= thresholds[:, None]  # (T, P)
-        matched = np.flatnonzero(reaches.any(axis=1))
-        true_positive[matched, reaches[matched].argmax(axis=1)] = True
-    else:
-        candidates = np.argsort(ious, axis=1, kind="stable")[:, ::-1].tolist()
-        iou_rows = ious.tolist()
-        ascending = bool(np.all(np.diff(thresholds) >= 0))
-        for t, threshold in enumerate(thresholds.tolist()):
-            taken = [False] * len(gt_windows)
-            for p, order in enumerate(candidates):
-                for g in order:
-                    if not taken[g]:
-                        if iou_rows[p][g] >= threshold:
-                            taken[g] = true_positive[t, p] = True
-                        break
-            if ascending and not any(taken):
-                break  # no window reached it, so none reaches the higher thresholds either
-    hits = np.cumsum(true_positive, axis=1)
-    precision = hits / np.arange(1, len(ranked) + 1)
-    recall = hits / len(gt_windows)
-    return interpolated_ap(precision, recall)
+    return batched.detection_ap(gt, valid_gt, pred, valid_pred, thresholds)[0]
 
 
 def as_pred_windows(windows: Any, qid: Any = None) -> np.ndarray:
@@ -183,33 +140,60 @@ def moment_query(
     is left. mAP reads the first ``max_windows`` windows *as listed* (then sorts them by score);
     R1 compares the first listed window with the kept ground-truth window of highest IoU with it.
     """
-    listed = pred_windows if max_windows is None else pred_windows[:max_windows]
-    lengths = gt_windows[:, 1] - gt_windows[:, 0]
-    in_bucket = np.zeros(len(buckets), dtype=bool)
-    ap = np.zeros((len(buckets), len(map_thresholds)))
-    top1_iou = np.zeros(len(buckets))
-    done: dict[bytes, int] = {}  # buckets keeping the same windows (often "full" and one more)
-    for b, bounds in enumerate(buckets.values()):
-        keep = (
-            np.ones(len(gt_windows), dtype=bool)
-            if bounds is None
-            else (lengths > bounds[0]) & (lengths <= bounds[1])
+    rows = moment_batch([pred_windows], [gt_windows], buckets, map_thresholds, max_windows)
+    in_bucket, ap, top1_iou = (row[0] for row in rows)
+    return in_bucket, ap, top1_iou
+
+
+def moment_batch(
+    pred_windows: Sequence[np.ndarray],
+    gt_windows: Sequence[np.ndarray],
+    buckets: Mapping[str, tuple[float, float] | None] = QVHIGHLIGHTS_BUCKETS,
+    map_thresholds: Sequence[float] = MAP_THRESHOLDS,
+    max_windows: int | None = MAX_PRED_WINDOWS,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``moment_query`` of N queries at once: ``(N, B)``, ``(N, B, T)``, ``(N, B)``."""
+    count = len(gt_windows)
+    if count == 0:
+        return (
+            np.zeros((0, len(buckets)), dtype=bool),
+            np.zeros((0, len(buckets), len(map_thresholds))),
+            np.zeros((0, len(buckets))),
         )
-        if not keep.any():
-            continue
-        in_bucket[b] = True
-        key = keep.tobytes()
-        if key in done:
-            ap[b], top1_iou[b] = ap[done[key]], top1_iou[done[key]]
-            continue
-        done[key] = b
-        kept = gt_windows[keep]
-        if len(map_thresholds):
-            ap[b] = detection_ap(kept, listed, map_thresholds)
-        if len(pred_windows):
-            top1 = pred_windows[0, :2]
-            best = kept[int(np.argmax(temporal_iou(top1, kept)[0]))]
-            top1_iou[b] = hull_iou(top1, best)
+    gt, gt_valid = batched.pad_rows(gt_windows)
+    lengths = gt[..., 1] - gt[..., 0]
+    kept = np.stack(
+        [
+            gt_valid
+            if bounds is None
+            else gt_valid & (lengths > bounds[0]) & (lengths <= bounds[1])
+            for bounds in buckets.values()
+        ],
+        axis=1,
+    )  # (N, B, G)
+    in_bucket = kept.any(axis=2)
+    ap = np.zeros((count, len(buckets), len(map_thresholds)))
+    top1_iou = np.zeros((count, len(buckets)))
+    if len(map_thresholds):
+        # one matching problem per query with all its windows, plus one per bucket that keeps
+        # some but not all of them (a bucket keeping all has the same AP)
+        listed, listed_valid = batched.pad_rows(pred_windows, max_windows)
+        partial = in_bucket & (kept != gt_valid[:, None, :]).any(axis=2)
+        rows, columns = np.nonzero(partial)
+        query = np.concatenate([np.arange(count), rows])
+        problems = batched.detection_ap(
+            gt[query],
+            np.concatenate([gt_valid, kept[rows, columns]]),
+            listed[query],
+            listed_valid[query],
+            np.asarray(map_thresholds, dtype=np.float64),
+        )
+        ap = np.where(in_bucket[..., None], problems[:count, None, :], 0.0)
+        ap[rows, columns] = problems[count:]
+    top1, has_top1 = batched.pad_rows([windows[:1, :2] for windows in pred_windows], 1)
+    ious = np.where(kept, batched.cross_iou(top1, gt)[:, None, 0, :], -np.inf)  # (N, B, G)
+    best = np.take_along_axis(gt, np.argmax(ious, axis=2)[..., None], axis=1)  # (N, B, 2)
+    top1_iou = batched.hull_iou(top1, best) * (has_top1 & in_bucket)
     return in_bucket, ap, top1_iou
 
 
@@ -276,25 +260,13 @@ def moment_rows(
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Stacked ``moment_query`` rows of (prediction, ground truth) pairs."""
     protocol = moment_protocol(dataset)
-    buckets, thresholds = protocol["buckets"], protocol["map_thresholds"]
-    rows = [
-        moment_query(
-            as_pred_windows(p.get("pred_relevant_windows"), g.get("qid")),
-            as_gt_windows(g),
-            buckets,
-            thresholds,
-            max_windows,
-        )
-        for p, g in pairs
-    ]
-    if not rows:
-        return (
-            np.zeros((0, len(buckets)), dtype=bool),
-            np.zeros((0, len(buckets), len(thresholds))),
-            np.zeros((0, len(buckets))),
-        )
-    in_bucket, ap, top1_iou = (np.stack(column) for column in zip(*rows, strict=True))
-    return in_bucket, ap, top1_iou
+    preds = batched.split_rows([p.get("pred_relevant_windows") for p, _ in pairs], 3, cut=True)
+    if preds is None:  # some list is not plain rows: convert one by one, naming the bad qid
+        preds = [as_pred_windows(p.get("pred_relevant_windows"), g.get("qid")) for p, g in pairs]
+    gts = batched.split_rows([g.get("relevant_windows") for _, g in pairs], 2, cut=False)
+    if gts is None or any(len(windows) == 0 for windows in gts):
+        gts = [as_gt_windows(g) for _, g in pairs]
+    return moment_batch(preds, gts, protocol["buckets"], protocol["map_thresholds"], max_windows)
 
 
 def moment_retrieval(
@@ -347,46 +319,62 @@ def qvhighlights_ratings(record: Mapping[str, Any]) -> np.ndarray:
     return ratings
 
 
-def fit_length(scores: Sequence[float], length: int) -> np.ndarray:
-    """Predicted clip scores cut or zero-padded to ``length`` clips (Moment-DETR does this before
-    AP, so a short prediction ranks its missing clips at score 0)."""
-    values = np.asarray(scores, dtype=np.float64).reshape(-1)[:length]
-    fitted = np.zeros(length)
-    fitted[: len(values)] = values
-    return fitted
+def qvhighlights_ratings_batch(records: Records) -> tuple[np.ndarray, np.ndarray]:
+    """``qvhighlights_ratings`` of N records: ``(N, clips, 3)`` zero-padded and ``(N, clips)``
+    marking each video's clips. One NumPy call for all records; a record that does not fit the
+    fast path is checked alone, which names it."""
+    counts, clip_ids, rows = [], [], []
+    for record in records:
+        ids, scores = record.get("relevant_clip_ids"), record.get("saliency_scores")
+        if not (isinstance(ids, list) and isinstance(scores, list) and len(ids) == len(scores)):
+            qvhighlights_ratings(record)  # raises with the qid and the fix
+        counts.append(len(ids))
+        clip_ids += ids
+        rows += scores
+    clips = np.array([int(record["duration"] / QVHIGHLIGHTS_CLIP_LEN) for record in records])
+    valid = np.arange(clips.max(initial=0))[None, :] < clips[:, None]
+    query = np.repeat(np.arange(len(records)), counts)
+    try:
+        clip_ids = np.asarray(clip_ids, dtype=np.int64).reshape(-1)
+        rows = np.asarray(rows, dtype=np.float64).reshape(len(query), QVHIGHLIGHTS_ANNOTATORS)
+    except (ValueError, TypeError):
+        clip_ids = None
+    if clip_ids is None or ((clip_ids < 0) | (clip_ids >= clips[query])).any():
+        for record in records:
+            qvhighlights_ratings(record)  # raises with the qid and the fix
+    ratings = np.zeros((*valid.shape, QVHIGHLIGHTS_ANNOTATORS))
+    ratings[query, clip_ids] = rows
+    return ratings, valid
+
+
+def _fit_predictions(
+    scores: Sequence[Sequence[float]], records: Records, valid: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """Predicted clip scores cut or zero-padded to each video's clips (Moment-DETR does this
+    before AP, so a short prediction ranks its missing clips at score 0), and the index of each
+    prediction's top clip before cutting (first of ties)."""
+    lengths = np.array([len(values) for values in scores])
+    for values, record in zip(scores, records, strict=True):
+        if not len(values):
+            raise ValueError(f"qid {record.get('qid')}: pred_saliency_scores is empty")
+    flat = np.asarray([value for values in scores for value in values], dtype=np.float64)
+    query = np.repeat(np.arange(len(lengths)), lengths)
+    position = np.arange(len(flat)) - np.repeat(np.cumsum(lengths) - lengths, lengths)
+    raw = np.full((len(lengths), max(lengths.max(), valid.shape[1])), -np.inf)
+    raw[query, position] = flat
+    top = raw.argmax(axis=1)
+    clips = valid.shape[1]
+    given = valid & (np.arange(clips)[None, :] < lengths[:, None])
+    return np.where(given, raw[:, :clips], 0.0), top
 
 
 def saliency_ap(y_true: np.ndarray, y_score: np.ndarray) -> float:
     """Moment-DETR's ``get_ap`` (from video2gif): the mean, over the score thresholds where recall
     grows, of the interpolated precision there. Not sklearn's average_precision: a tie that adds
     several positives counts once. All-negative labels give 0, all-positive 1."""
-    labels = np.asarray(y_true, dtype=np.float64).reshape(-1, 1)
-    return float(saliency_ap_columns(labels, y_score)[0])
-
-
-def saliency_ap_columns(labels: np.ndarray, y_score: np.ndarray) -> np.ndarray:
-    """``saliency_ap`` of every column of ``labels`` (N, C) against one score vector (N,): the
-    ranking, the ties and the cumulative counts are computed once for all columns."""
-    labels = np.asarray(labels, dtype=np.float64)
-    y_score = np.asarray(y_score, dtype=np.float64)
-    order = np.argsort(-y_score, kind="stable")
-    scores, ranked = y_score[order], labels[order]
-    last_of_tie = np.r_[np.flatnonzero(np.diff(scores)), len(scores) - 1]
-    true_pos = np.cumsum(ranked, axis=0)[last_of_tie]  # (K, C)
-    precision = true_pos / (last_of_tie + 1)[:, None]
-    interpolated = np.flip(np.maximum.accumulate(np.flip(precision, 0), axis=0), 0)
-    constant = np.all(labels == labels[:1], axis=0)
-    totals = np.where(constant, 1.0, true_pos[-1])  # constant columns are answered below
-    recall = (true_pos / totals).astype(np.float32)  # float32 as the official
-    grows = np.diff(recall, axis=0, prepend=np.float32(0)) != 0
-    ap = np.empty(labels.shape[1])
-    for column in range(labels.shape[1]):
-        if constant[column]:
-            ap[column] = float(labels[0, column] != 0)
-        else:  # sum / count of a 1-D array: np.mean's pairwise sum order, without its overhead
-            chosen = interpolated[grows[:, column], column]
-            ap[column] = chosen.sum() / chosen.size
-    return ap
+    labels = np.asarray(y_true, dtype=np.float64).reshape(1, -1, 1)
+    scores = np.asarray(y_score, dtype=np.float64).reshape(1, -1)
+    return float(batched.saliency_ap(labels, scores, np.ones(scores.shape, bool))[0, 0])
 
 
 def saliency_query(
@@ -397,21 +385,26 @@ def saliency_query(
     Hit@1 looks at the top-scored clip of the prediction as given (before cutting), and counts
     when any annotator rated it at least the level; a top clip beyond the video is a miss.
     """
-    ratings = qvhighlights_ratings(record)
-    raw = np.asarray(scores, dtype=np.float64).reshape(-1)
-    if raw.size == 0:
-        raise ValueError(f"qid {record.get('qid')}: pred_saliency_scores is empty")
-    top = int(np.argmax(raw))
-    fitted = fit_length(raw, len(ratings))
+    ap, hit = saliency_batch([scores], [record])
+    return ap[0], hit[0]
+
+
+def saliency_batch(
+    scores: Sequence[Sequence[float]], records: Sequence[Mapping[str, Any]]
+) -> tuple[np.ndarray, np.ndarray]:
+    """``saliency_query`` of N queries at once: ``(N, levels, annotators)`` and ``(N, levels)``."""
+    levels = len(SALIENCY_LEVELS)
+    if not records:
+        return np.zeros((0, levels, QVHIGHLIGHTS_ANNOTATORS)), np.zeros((0, levels))
+    ratings, valid = qvhighlights_ratings_batch(records)
+    fitted, top = _fit_predictions(scores, records, valid)
     minimums = np.array(list(SALIENCY_LEVELS.values()), dtype=np.float64)
-    positive = ratings[:, None, :] >= minimums[None, :, None]  # (clips, levels, annotators)
-    columns = positive.reshape(len(ratings), -1).astype(np.float64)
-    ap = saliency_ap_columns(columns, fitted).reshape(len(minimums), -1)
-    hit = (
-        positive[top].any(axis=1).astype(np.float64)
-        if top < len(positive)
-        else np.zeros(len(minimums))
-    )
+    positive = ratings[:, :, None, :] >= minimums[None, None, :, None]  # (N, L, levels, annot.)
+    columns = positive.reshape(*valid.shape, -1).astype(np.float64)
+    ap = batched.saliency_ap(columns, fitted, valid).reshape(len(records), levels, -1)
+    inside = top < valid.sum(axis=1)
+    top_clip = positive[np.arange(len(records)), np.minimum(top, valid.shape[1] - 1)]
+    hit = (top_clip.any(axis=2) & inside[:, None]).astype(np.float64)
     return ap, hit
 
 
@@ -434,16 +427,10 @@ def has_saliency(record: Mapping[str, Any]) -> bool:
 def saliency_rows(
     pairs: Sequence[tuple[Mapping[str, Any], Mapping[str, Any]]],
 ) -> tuple[np.ndarray, np.ndarray]:
-    rows = []
     for prediction, record in pairs:
         if prediction.get("pred_saliency_scores") is None:
             raise ValueError(f"qid {record.get('qid')}: prediction has no pred_saliency_scores")
-        rows.append(saliency_query(prediction["pred_saliency_scores"], record))
-    if not rows:
-        levels = len(SALIENCY_LEVELS)
-        return np.zeros((0, levels, QVHIGHLIGHTS_ANNOTATORS)), np.zeros((0, levels))
-    ap, hit = (np.stack(column) for column in zip(*rows, strict=True))
-    return ap, hit
+    return saliency_batch([p["pred_saliency_scores"] for p, _ in pairs], [g for _, g in pairs])
 
 
 def qvhighlights_hl(predictions: Records, ground_truth: Records) -> dict[str, float]:
