@@ -6,10 +6,14 @@ by default, with the host allocator setting that ``vhd`` applies (``vhd/allocato
 off with ``--default_allocator``). Prints one JSON object.
 
     .venv/bin/python benchmarks/videolights_step.py [--device cuda] [--precision bf16]
+        [--official DIR]
 
 On the 2-core development machine the official release (patched only to run on the CPU) takes a
 median 2.13 s per training step and 0.49 s per inference batch of 32; the targets are 1.4 s and
-0.2 s.
+0.2 s. Shared machines vary by tens of percent over an hour (``gemm_gflops`` says how fast the
+machine is right now), so with ``--official DIR``, a checkout of github.com/dpaul06/VideoLights,
+the release is timed in the same run on the same batch (its ``.cuda()`` calls made no-ops), and
+``*_vs_official`` give our time as a fraction of its time (targets: 0.66 and 0.41).
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
+import sys
 import time
 from collections.abc import Callable
 from contextlib import nullcontext
@@ -72,6 +77,54 @@ def make_batch(
     }
 
 
+def official_timings(
+    release_dir: str, batch: dict, eval_batch: dict, repeats: int
+) -> dict[str, float]:
+    """Median train step and inference forward of the release on the same batches (CPU, fp32):
+    its forward (with the negative pass it always runs), its criterion's weighted sum, backward,
+    clipping at 0.1 and AdamW, as its train.py; inference as its ``compute_hl_results``."""
+    sys.path.insert(0, release_dir)
+    torch.Tensor.cuda = lambda self, *args, **kwargs: self  # the release hard-codes .cuda()
+    from video_lights.model import build_model  # the release, importable only now
+    from videolights_parity import RELEASE_QV
+
+    model, criterion = build_model(argparse.Namespace(**RELEASE_QV))
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4, weight_decay=1e-4)
+    targets = {
+        "span_labels": [{"spans": windows} for windows in batch["windows"]],
+        "saliency_pos_labels": batch["saliency_pos"],
+        "saliency_neg_labels": batch["saliency_neg"],
+        "saliency_all_labels": batch["saliency"],
+        "saliency_pos_index": (batch["saliency"] > 0).long(),
+    }
+
+    def inputs(data: dict) -> dict:
+        return {
+            "src_txt": data["query"], "src_txt_mask": data["query_mask"].float(),
+            "src_vid": data["video"], "src_vid_mask": data["video_mask"].float(),
+        }  # fmt: skip
+
+    def train_step() -> None:
+        model.train()
+        terms = criterion(model(**inputs(batch)), targets, 0)
+        loss = sum(terms[k] * criterion.weight_dict[k] for k in terms if k in criterion.weight_dict)
+        optimizer.zero_grad()
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 0.1)
+        optimizer.step()
+
+    @torch.no_grad()
+    def eval_forward() -> None:
+        model.eval()
+        model(**inputs(eval_batch))
+
+    cpu = torch.device("cpu")
+    return {
+        "official_train_step_s": round(timed(train_step, repeats, cpu), 4),
+        "official_eval_forward_s": round(timed(eval_forward, repeats, cpu), 4),
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
@@ -89,6 +142,7 @@ def main() -> None:
         action="store_true",
         help="leave glibc's allocator as it is (``vhd`` keeps freed memory: vhd/allocator.py)",
     )
+    parser.add_argument("--official", help="a checkout of dpaul06/VideoLights to time as well")
     options = parser.parse_args()
     kept = False if options.default_allocator else keep_freed_memory()
     if options.threads:
@@ -135,6 +189,16 @@ def main() -> None:
         "eval_batch_s": round(timed(eval_step, options.repeats, device), 4),
         "eval_forward_s": round(timed(eval_forward, options.repeats, device), 4),
     }
+    if options.official:
+        if device.type != "cpu" or options.precision != "32":
+            raise SystemExit("--official times the release on the CPU in fp32 only")
+        results.update(official_timings(options.official, train_batch, eval_batch, options.repeats))
+        results["train_vs_official"] = round(
+            results["train_step_s"] / results["official_train_step_s"], 3
+        )
+        results["eval_vs_official"] = round(
+            results["eval_batch_s"] / results["official_eval_forward_s"], 3
+        )
     if device.type == "cuda":
         results["peak_memory_mib"] = round(torch.cuda.max_memory_allocated(device) / 2**20, 1)
     print(json.dumps(results))

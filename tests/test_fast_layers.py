@@ -1,4 +1,5 @@
-"""The CPU speed-ups compute the same function: fast Dropout, PReLU and the host allocator."""
+"""The CPU speed-ups compute the same function: fast Dropout, attention dropout, PReLU and the
+host allocator."""
 
 from __future__ import annotations
 
@@ -10,7 +11,8 @@ import pytest
 import torch
 from torch import nn
 
-from vhd.models.layers.dropout import Dropout
+from vhd.models.layers.attention import attention_math, multihead_attention, padded_pair_mask
+from vhd.models.layers.dropout import Dropout, keep_mask
 from vhd.models.layers.mlp import PReLU
 
 
@@ -60,3 +62,67 @@ def test_keep_freed_memory_takes_effect_on_glibc_and_can_be_turned_off() -> None
     assert off.stdout.strip() == "False"
     glibc = sys.platform.startswith("linux") and platform.libc_ver()[0] == "glibc"
     assert on.stdout.strip() == str(glibc)
+
+
+def test_keep_mask_drops_at_rate_p_in_every_lane() -> None:
+    """Each 64-bit draw feeds four elements: all four lanes must be uniform (plain ``random_()``
+    leaves the top bit 0, which would never drop the fourth)."""
+    torch.manual_seed(0)
+    for p in (0.1, 0.5):
+        keep = keep_mask((400_000,), p, torch.device("cpu")).view(-1, 4)
+        rates = 1 - keep.float().mean(dim=0)
+        assert torch.allclose(rates, torch.full((4,), p), atol=0.005), (p, rates)
+
+
+def test_attention_math_is_nn_multihead_attention() -> None:
+    """Values and gradients of the written-out attention (used when training with dropout on
+    the CPU) equal the module's as the models call it (``need_weights=False``), with key
+    padding, the Bi-CMF release mask, and queries whose keys are all blocked (zeros)."""
+    torch.manual_seed(0)
+    batch, heads, dim = 4, 8, 32
+    module = nn.MultiheadAttention(dim, heads, dropout=0.0, batch_first=True)
+    query, key = torch.randn(batch, 9, dim), torch.randn(batch, 6, dim)
+    query_pad = torch.zeros(batch, 9, dtype=torch.bool)
+    query_pad[1, 5:], query_pad[2, 2:] = True, True
+    key_pad = torch.zeros(batch, 6, dtype=torch.bool)
+    key_pad[1, 3:], key_pad[3, 1:] = True, True
+    pair_mask = padded_pair_mask(query_pad, key_pad, heads, "release")
+    all_blocked = torch.zeros(batch * heads, 9, 6, dtype=torch.bool)
+    all_blocked[:, 0, 0] = True  # with key padding leaving only key 0: query 0 sees nothing
+    only_first = torch.ones(batch, 6, dtype=torch.bool)
+    only_first[:, 0] = False
+    for padding, mask in ((None, None), (key_pad, pair_mask), (only_first, all_blocked)):
+        outputs, grads = [], []
+        for run in (module, None):
+            module.zero_grad()
+            if run is None:
+                out = attention_math(module, query, key, key, padding, mask, 0.0)
+            else:
+                out = multihead_attention(module, query, key, key, padding, mask)
+            out.square().sum().backward()
+            outputs.append(out)
+            grads.append(module.in_proj_weight.grad.clone())
+        assert torch.allclose(outputs[0], outputs[1], atol=1e-6)
+        assert torch.allclose(grads[0], grads[1], atol=1e-5)
+
+
+def test_attention_dropout_drops_weights_when_training() -> None:
+    torch.manual_seed(0)
+    module = nn.MultiheadAttention(16, 4, dropout=0.5, batch_first=True)
+    x = torch.randn(2, 5, 16)
+    module.eval()
+    reference = multihead_attention(module, x, x, x)
+    module.train()
+    first, second = multihead_attention(module, x, x, x), multihead_attention(module, x, x, x)
+    assert not torch.allclose(first, second) and not torch.allclose(first, reference)
+
+
+def test_prelu_under_bf16_autocast() -> None:
+    layer = PReLU()
+    x = torch.randn(3, 8, requires_grad=True)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        y = layer(x.to(torch.bfloat16))
+    y.float().sum().backward()
+    assert y.dtype == torch.bfloat16 and layer.weight.grad.dtype == torch.float32
+    expected = torch.where(x > 0, 1.0, 0.25)
+    assert torch.allclose(x.grad, expected, atol=1e-2)

@@ -13,6 +13,7 @@ from vhd.models import VideoLights
 from vhd.models.layers.attention import padded_pair_mask
 from vhd.models.layers.position import span_sine_embedding, video_sine_positions
 from vhd.models.videolights import (
+    FRA,
     LOG_TINY,
     STOP_SCORE_WEIGHTS,
     BiCMFLayer,
@@ -289,6 +290,24 @@ def test_span_sine_embedding_layout() -> None:
 
 def test_fra_log_mask_value() -> None:
     assert torch.log(torch.tensor(0.0) + 1e-45).item() == pytest.approx(LOG_TINY, abs=1e-4)
+
+
+def test_fra_mixes_by_parts_without_dropout() -> None:
+    """Evaluation applies the mixer part by part (rank-one parts once per video); it is the
+    kernel-1 convolution over the concatenated features, padded clips included."""
+    torch.manual_seed(0)
+    fra = FRA(32, dropout=0.1)
+    video, text = torch.randn(3, 11, 32), torch.randn(3, 5, 32)
+    video_mask = torch.ones(3, 11, dtype=torch.bool)
+    video_mask[1, 7:] = False
+    text_mask = torch.ones(3, 5, dtype=torch.bool)
+    text_mask[2, 2:] = False
+    fra.eval()
+    by_parts = fra(video, text, video_mask, text_mask)
+    fra.train()
+    fra.dropout.p = 1e-9  # the concatenating path, dropping nothing
+    concatenated = fra(video, text, video_mask, text_mask)
+    assert torch.allclose(by_parts, concatenated, rtol=1e-5, atol=1e-4)
 
 
 # -- predictions and model selection ---------------------------------------------------------------

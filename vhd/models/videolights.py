@@ -38,7 +38,7 @@ from vhd.losses.spans import span_cxw_to_xx
 from vhd.losses.videolights import AlignmentLoss, HardLossForm, VideoLightsCriterion
 from vhd.metrics import MomentRetrievalMetric
 from vhd.models.base import VHDModule
-from vhd.models.layers.attention import PairMaskMode, padded_pair_mask
+from vhd.models.layers.attention import PairMaskMode, multihead_attention, padded_pair_mask
 from vhd.models.layers.decoder import AnchorDecoder, inverse_sigmoid
 from vhd.models.layers.dropout import Dropout
 from vhd.models.layers.encoder import EncoderLayer
@@ -75,7 +75,10 @@ class FRA(nn.Module):
     similarity with the pooled sentence s times a learned vector (V_S), the sentence (S_v) and
     the word-clip correspondence (V_Q). In the release V_Q is a softmax over words of T V^T
     applied to the constant c_q w_v; the softmax sums to one, so V_Q *is* c_q w_v for every clip
-    (reference 2.2): it is computed directly here (same values and gradients).
+    (reference 2.2): it is computed directly here (same values and gradients). Without dropout
+    (evaluation) the mixer is applied part by part: the sentence, similarity and correspondence
+    columns are constant or rank one over the clips, so only the clip part costs a per-clip
+    matrix product (the same function, a quarter of the mixer's work).
     """
 
     def __init__(self, dim: int, dropout: float = 0.1) -> None:
@@ -101,16 +104,27 @@ class FRA(nn.Module):
         sentence = self.sentence(text, text_mask)
         similarity = F.cosine_similarity(video, sentence[:, None], dim=-1)  # V_S
         similarity = similarity + torch.where(video_mask, 0.0, LOG_TINY).to(similarity.dtype)
-        features = torch.cat(
-            [
-                self.dropout(video),
-                self.dropout(similarity[..., None] * self.w_sim.to(video.dtype)),
-                self.dropout(sentence[:, None].expand(batch, length, dim)),  # S_v
-                self.dropout((self.c_q * self.w_v).to(video.dtype).expand(batch, length, dim)),
-            ],
-            dim=-1,
-        )
-        mixed = pointwise(self.mixer, features)  # the kernel-1 convolution
+        correspondence = (self.c_q * self.w_v).to(video.dtype)
+        if self.training and self.dropout.p > 0:
+            features = torch.cat(
+                [
+                    self.dropout(video),
+                    self.dropout(similarity[..., None] * self.w_sim.to(video.dtype)),
+                    self.dropout(sentence[:, None].expand(batch, length, dim)),  # S_v
+                    self.dropout(correspondence.expand(batch, length, dim)),
+                ],
+                dim=-1,
+            )
+            mixed = pointwise(self.mixer, features)  # the kernel-1 convolution
+        else:  # without dropout three of the four parts are rank one: mix them once, not per clip
+            weight = self.mixer.weight.squeeze(-1).to(video.dtype)  # (d, 4d)
+            w_video, w_similarity, w_sentence, w_correspondence = weight.split(dim, dim=1)
+            constant = w_correspondence @ correspondence + self.mixer.bias.to(video.dtype)
+            mixed = (
+                F.linear(video, w_video)
+                + similarity[..., None] * (w_similarity @ self.w_sim.to(video.dtype))
+                + F.linear(sentence, w_sentence, constant)[:, None]
+            )
         return self.dropout(F.relu(mixed))
 
 
@@ -167,20 +181,17 @@ class BiCMFLayer(nn.Module):
         video_key, text_key = video + video_pos, text + text_pos
         video_text_mask = padded_pair_mask(video_pad, text_pad, self.num_heads, self.mask_mode)
         text_video_mask = padded_pair_mask(text_pad, video_pad, self.num_heads, self.mask_mode)
-        attended = self.video_to_text(
-            video_key, text_key, text, key_padding_mask=text_pad, attn_mask=video_text_mask,
-            need_weights=False,
-        )[0]  # fmt: skip
+        attended = multihead_attention(
+            self.video_to_text, video_key, text_key, text, text_pad, video_text_mask
+        )
         video_t = self.norm1(video + self.linear1(self.dropout(attended)))
-        attended = self.text_to_video(
-            text_key, video_key, video, key_padding_mask=video_pad, attn_mask=text_video_mask,
-            need_weights=False,
-        )[0]  # fmt: skip
+        attended = multihead_attention(
+            self.text_to_video, text_key, video_key, video, video_pad, text_video_mask
+        )
         text_v = text + self.linear2(self.dropout(attended))
-        attended = self.fusion(
-            video_t, text_v, text_v, key_padding_mask=text_pad, attn_mask=video_text_mask,
-            need_weights=False,
-        )[0]  # fmt: skip
+        attended = multihead_attention(
+            self.fusion, video_t, text_v, text_v, text_pad, video_text_mask
+        )
         fused = self.norm3(video_t + self.linear3(self.dropout(attended)))
         hidden = self.linear5(self.dropout(self.activation(self.linear4(fused))))
         return self.norm4(hidden + self.dropout(hidden))

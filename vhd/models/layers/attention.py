@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import math
 from typing import Literal
 
 import torch.nn.functional as F
 from torch import Tensor, nn
+
+from vhd.models.layers.dropout import dropout as fast_dropout
 
 PairMaskMode = Literal["release", "per-sample"]
 
@@ -67,3 +70,65 @@ def padded_pair_mask(
         raise ValueError(f"unknown Bi-CMF mask mode {mode!r}; use 'release' or 'per-sample'")
     pairs = query_pad[:, :, None] & key_pad[:, None, :]
     return pairs.repeat(num_heads, 1, 1)
+
+
+def multihead_attention(
+    module: nn.MultiheadAttention,
+    query: Tensor,
+    key: Tensor,
+    value: Tensor,
+    key_padding_mask: Tensor | None = None,
+    attn_mask: Tensor | None = None,
+) -> Tensor:
+    """``module(query, key, value, ...)[0]`` for a batch-first ``nn.MultiheadAttention`` (same
+    parameters). When training on the CPU with dropout, the attention weights are dropped by the
+    fast ``dropout`` (``nn.MultiheadAttention`` draws them with the slow ``bernoulli_``);
+    otherwise the module itself runs (its fused kernels)."""
+    if not (module.training and module.dropout > 0 and query.device.type == "cpu"):
+        return module(
+            query, key, value, key_padding_mask=key_padding_mask, attn_mask=attn_mask,
+            need_weights=False,
+        )[0]  # fmt: skip
+    return attention_math(module, query, key, value, key_padding_mask, attn_mask, module.dropout)
+
+
+def attention_math(
+    module: nn.MultiheadAttention,
+    query: Tensor,
+    key: Tensor,
+    value: Tensor,
+    key_padding_mask: Tensor | None,
+    attn_mask: Tensor | None,
+    dropout_p: float,
+) -> Tensor:
+    """The computation of ``nn.MultiheadAttention`` (batch first, packed input projection, no
+    bias_k / zero attention), written out: softmax(q k^T / sqrt(d_head) + mask), dropout, times v,
+    output projection. ``attn_mask`` (B * heads, Lq, Lk) or (Lq, Lk) and ``key_padding_mask``
+    (B, Lk) are boolean, True = blocked; a query whose keys are all blocked gets zero weights (as
+    torch's safe softmax)."""
+    batch, length_q, dim = query.shape
+    heads = module.num_heads
+    w_q, w_k, w_v = module.in_proj_weight.chunk(3)
+    b_q, b_k, b_v = module.in_proj_bias.chunk(3)
+
+    def split(x: Tensor, weight: Tensor, bias: Tensor) -> Tensor:
+        projected = F.linear(x, weight, bias)
+        return projected.view(batch, x.shape[1], heads, dim // heads).transpose(1, 2)
+
+    q, k, v = split(query, w_q, b_q), split(key, w_k, b_k), split(value, w_v, b_v)
+    scores = (q * (1.0 / math.sqrt(dim // heads))) @ k.transpose(-2, -1)  # (B, h, Lq, Lk)
+    blocked = None
+    if attn_mask is not None:
+        blocked = (
+            attn_mask.view(-1, heads, *attn_mask.shape[-2:]) if attn_mask.dim() == 3 else attn_mask
+        )
+    if key_padding_mask is not None:
+        padding = key_padding_mask[:, None, None, :]
+        blocked = padding if blocked is None else blocked | padding
+    if blocked is not None:
+        scores = scores.masked_fill(blocked, float("-inf"))
+    weights = scores.softmax(dim=-1)
+    if blocked is not None:
+        weights = weights.masked_fill(blocked.all(dim=-1, keepdim=True), 0.0)
+    attended = fast_dropout(weights, dropout_p) @ v  # (B, h, Lq, d_head)
+    return module.out_proj(attended.transpose(1, 2).reshape(batch, length_q, dim))

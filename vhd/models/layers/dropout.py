@@ -1,4 +1,12 @@
-"""Dropout with a faster CPU path (the same function as ``nn.Dropout``)."""
+"""Dropout with a faster CPU path (the same function as ``nn.Dropout``).
+
+On the CPU, drawing the random mask is most of a dropout's cost: ``F.dropout`` runs
+``bernoulli_`` (one draw per element, slow), ``rand_like`` one 32-bit draw per element. Here one
+64-bit draw gives four 16-bit uniform numbers, a quarter of the draws; an element is dropped when
+its number falls below ``p`` on a grid of 1/65536. ``p`` is thereby rounded to a multiple of
+1/65536 (0.1 becomes 0.100006; 0.5 stays exact): the distribution of ``nn.Dropout`` to within
+1e-5. Other devices use ``F.dropout``.
+"""
 
 from __future__ import annotations
 
@@ -6,20 +14,29 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+GRID = 1 << 16  # uniform numbers per draw of 16 bits
+
+
+def keep_mask(shape: torch.Size | tuple[int, ...], p: float, device: torch.device) -> Tensor:
+    """A boolean mask of ``shape``, each element True with probability ``1 - p`` (``p`` rounded
+    to a multiple of 1/65536), from a quarter as many 64-bit draws as elements."""
+    numel = 1
+    for size in shape:
+        numel *= size
+    draws = torch.empty((numel + 3) // 4, dtype=torch.int64, device=device)
+    draws.random_(-(2**63), 2**63 - 1)  # all 64 bits random (plain random_() leaves the top 0)
+    uniform = draws.view(torch.int16)[:numel].view(shape)  # each in [-32768, 32767]
+    return uniform >= round(p * GRID) - GRID // 2
+
 
 def dropout(x: Tensor, p: float, training: bool = True) -> Tensor:
-    """Zero each element with probability ``p`` and scale the rest by ``1 / (1 - p)``.
-
-    On the CPU ``F.dropout`` draws its mask with ``bernoulli_``, which is slow; here the mask is
-    ``uniform >= p`` from ``rand_like`` (the same distribution, about twice as fast forward and
-    backward on large inputs). Other devices use ``F.dropout``.
-    """
+    """Zero each element with probability ``p`` and scale the rest by ``1 / (1 - p)``."""
     if not training or p == 0.0:
         return x
     if x.device.type != "cpu" or p >= 1.0:
         return F.dropout(x, p, training)
-    keep = torch.rand_like(x, dtype=torch.float32).ge_(p).mul_(1.0 / (1.0 - p))
-    return x * keep.to(x.dtype)
+    keep = keep_mask(x.shape, p, x.device).to(x.dtype).mul_(1.0 / (1.0 - p))
+    return x * keep  # a float mask: its backward is one multiplication
 
 
 class Dropout(nn.Dropout):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from torch import Tensor, nn
 
+from vhd.models.layers.attention import multihead_attention
 from vhd.models.layers.dropout import Dropout
 from vhd.models.layers.mlp import make_activation
 
@@ -28,7 +29,7 @@ class EncoderLayer(nn.Module):
     def forward(self, x: Tensor, padding: Tensor, pos: Tensor) -> Tensor:
         """(B, L, d) tokens, (B, L) True = padding, (B, L, d) positions."""
         query = key = x + pos
-        attended = self.self_attn(query, key, x, key_padding_mask=padding, need_weights=False)[0]
+        attended = multihead_attention(self.self_attn, query, key, x, key_padding_mask=padding)
         x = self.norm1(x + self.dropout1(attended))
         hidden = self.linear2(self.dropout(self.activation(self.linear1(x))))
         return self.norm2(x + self.dropout2(hidden))
