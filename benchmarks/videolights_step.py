@@ -154,7 +154,7 @@ def main() -> None:
         else nullcontext()
     )
     model = VideoLights(options.video_dim, options.text_dim).to(device)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4, weight_decay=1e-4)
+    optimizer = model.configure_optimizers()["optimizer"]  # as ``vhd fit`` builds it
     train_batch = make_batch(options.batch_size, options.clips, options.tokens, options, device)
     eval_batch = make_batch(options.eval_batch_size, options.clips, options.tokens, options, device)
 

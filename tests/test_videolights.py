@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 import torch
@@ -338,6 +339,15 @@ def test_bf16_autocast_forward_and_backward() -> None:
     loss.backward()
     assert torch.isfinite(loss)
     assert all(torch.isfinite(p.grad).all() for p in net.parameters() if p.grad is not None)
+
+
+def test_adamw_is_fused_on_cpu_in_full_precision_only() -> None:
+    """Lightning refuses gradient clipping (0.1 in every config) with a fused optimizer under
+    mixed precision: the fused kernel is used only where it is allowed."""
+    model = VideoLights(**TINY)
+    assert model.configure_optimizers()["optimizer"].defaults["fused"] is True
+    model._trainer = SimpleNamespace(precision="bf16-mixed")
+    assert not model.configure_optimizers()["optimizer"].defaults["fused"]
 
 
 def test_training_fits_a_batch() -> None:

@@ -720,10 +720,21 @@ class VideoLights(VHDModule):
 
     def configure_optimizers(self) -> dict[str, Any]:
         optimizer = torch.optim.AdamW(
-            self.parameters(), lr=self.hparams.lr, weight_decay=self.hparams.weight_decay
+            self.parameters(),
+            lr=self.hparams.lr,
+            weight_decay=self.hparams.weight_decay,
+            fused=self._fused_optimizer(),
         )
         scheduler = torch.optim.lr_scheduler.StepLR(optimizer, self.hparams.lr_drop, gamma=0.1)
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler}}
+
+    def _fused_optimizer(self) -> bool | None:
+        """The fused AdamW kernel on the CPU in full precision: the same update in one pass over
+        all parameters (about 3 times faster than the per-parameter loop torch uses on the CPU).
+        Lightning refuses gradient clipping with fused optimizers under mixed precision, and
+        CUDA already defaults to the fast multi-tensor form, so None (torch's choice) there."""
+        precision = str(self._trainer.precision) if self._trainer is not None else "32-true"
+        return True if self.device.type == "cpu" and "mixed" not in precision else None
 
     # -- evaluation ------------------------------------------------------------------------------
     @torch.no_grad()
