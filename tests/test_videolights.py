@@ -12,6 +12,7 @@ import torch
 from vhd.losses.videolights import VideoLightsCriterion
 from vhd.models import VideoLights
 from vhd.models.layers.attention import padded_pair_mask
+from vhd.models.layers.decoder import AnchorDecoder, distinct_rows
 from vhd.models.layers.position import span_sine_embedding, video_sine_positions
 from vhd.models.videolights import (
     FRA,
@@ -273,6 +274,23 @@ def test_per_sample_mask_changes_the_release_numbers() -> None:
     release, _ = run_small(TINY)
     per_sample, _ = run_small(TINY, bicmf_mask="per-sample")
     assert not torch.allclose(release.saliency, per_sample.saliency, atol=1e-3)
+
+
+def test_decoder_projects_each_distinct_position_row_once() -> None:
+    """Videos of equal length share their positions: the decoder projects them once and gives
+    the outputs of projecting them per video."""
+    torch.manual_seed(0)
+    mask = torch.ones(5, 12, dtype=torch.bool)
+    mask[2, 9:] = False  # one shorter video among four of full length
+    positions = video_sine_positions(mask, 32)
+    rows, index = distinct_rows(positions)
+    assert len(rows) == 2 and torch.equal(rows[index], positions)
+    decoder = AnchorDecoder(32, 4, 64, 0.0, 2).eval()
+    anchors, memory = torch.randn(3, 2), torch.randn(5, 12, 32)
+    shared = decoder(anchors, memory, ~mask, positions)
+    per_video = decoder(anchors, memory, ~mask, positions.clone().requires_grad_())  # no sharing
+    for ours, theirs in zip(shared, per_video, strict=True):
+        assert torch.allclose(ours, theirs, atol=1e-6)
 
 
 def test_video_sine_positions() -> None:

@@ -30,6 +30,18 @@ def _split_cat(first: Tensor, second: Tensor, num_heads: int) -> Tensor:
     return torch.cat([first.view(shape), second.view(shape)], dim=-1).view(batch, length, 2 * dim)
 
 
+def distinct_rows(x: Tensor) -> tuple[Tensor, Tensor | None]:
+    """The distinct rows of ``x`` (B, ...) and the index that rebuilds ``x`` from them (None when
+    all rows differ). Videos of the same length have the same positions, so each layer projects
+    each distinct position row once (in QVHighlights nearly every video has 75 clips)."""
+    if x.requires_grad or len(x) < 2:
+        return x, None
+    rows, index = torch.unique(x.flatten(1), dim=0, return_inverse=True)
+    if len(rows) == len(x):
+        return x, None
+    return rows.view(-1, *x.shape[1:]), index
+
+
 class AnchorDecoderLayer(nn.Module):
     """Conditional self- and cross-attention then FFN, post-norm (DAB-DETR layer).
 
@@ -75,7 +87,10 @@ class AnchorDecoderLayer(nn.Module):
         memory_pos: Tensor,
         query_pos: Tensor,
         query_sine: Tensor,
+        pos_index: Tensor | None = None,
     ) -> Tensor:
+        """``memory_pos`` holds the distinct position rows when ``pos_index`` (B,) says which
+        row each sample has (``distinct_rows``); otherwise one row per sample."""
         # self-attention among queries: content + position
         query = self.sa_qcontent_proj(target) + self.sa_qpos_proj(query_pos)
         key = self.sa_kcontent_proj(target) + self.sa_kpos_proj(query_pos)
@@ -85,6 +100,8 @@ class AnchorDecoderLayer(nn.Module):
         query = self.ca_qcontent_proj(target)
         key = self.ca_kcontent_proj(memory)
         key_pos = self.ca_kpos_proj(memory_pos)
+        if pos_index is not None:
+            key_pos = key_pos[pos_index]
         if self.ca_qpos_proj is not None:
             query = query + self.ca_qpos_proj(query_pos)
             key = key + key_pos
@@ -134,6 +151,7 @@ class AnchorDecoder(nn.Module):
         reference = anchors.sigmoid()[None].expand(batch, -1, -1)
         target = memory.new_zeros(batch, anchors.shape[0], dim)
         outputs, references = [], [reference]
+        pos_rows, pos_index = distinct_rows(memory_pos)
         for index, layer in enumerate(self.layers):
             sine = span_sine_embedding(reference, dim // 2).to(memory.dtype)
             query_pos = self.ref_point_head(sine)
@@ -141,7 +159,7 @@ class AnchorDecoder(nn.Module):
                 sine = sine * self.query_scale(target)
             width_scale = self.ref_anchor_head(target).sigmoid()[..., 0] / reference[..., 1]
             sine = sine * width_scale[..., None]
-            target = layer(target, memory, memory_padding, memory_pos, query_pos, sine)
+            target = layer(target, memory, memory_padding, pos_rows, query_pos, sine, pos_index)
             refined = (self.span_refine(target) + inverse_sigmoid(reference)).sigmoid()
             if index < len(self.layers) - 1:
                 references.append(refined)
