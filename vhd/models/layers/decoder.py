@@ -33,8 +33,9 @@ def _split_cat(first: Tensor, second: Tensor, num_heads: int) -> Tensor:
 def distinct_rows(x: Tensor) -> tuple[Tensor, Tensor | None]:
     """The distinct rows of ``x`` (B, ...) and the index that rebuilds ``x`` from them (None when
     all rows differ). Videos of the same length have the same positions, so each layer projects
-    each distinct position row once (in QVHighlights nearly every video has 75 clips)."""
-    if x.requires_grad or len(x) < 2:
+    each distinct position row once (in QVHighlights nearly every video has 75 clips). CPU only:
+    on a GPU the projection is cheap and ``unique`` would wait for the device."""
+    if x.requires_grad or len(x) < 2 or x.device.type != "cpu":
         return x, None
     rows, index = torch.unique(x.flatten(1), dim=0, return_inverse=True)
     if len(rows) == len(x):
