@@ -60,6 +60,17 @@ def inputs(batch: int, clips: int, tokens: int, generator: torch.Generator) -> d
     }
 
 
+def release_targets(batch: dict) -> dict:
+    """A vhd batch's labels in the release criterion's ``targets`` format."""
+    return {
+        "span_labels": [{"spans": windows} for windows in batch["windows"]],
+        "saliency_pos_labels": batch["saliency_pos"],
+        "saliency_neg_labels": batch["saliency_neg"],
+        "saliency_all_labels": batch["saliency"],
+        "saliency_pos_index": (batch["saliency"] > 0).long(),
+    }
+
+
 def no_dropout(model: torch.nn.Module) -> None:
     for module in model.modules():
         if isinstance(module, torch.nn.Dropout):
@@ -85,13 +96,7 @@ def main() -> None:
     ours = VideoLightsNet()
     ours.load_state_dict(convert_official_state_dict(release.state_dict()))
     batch = inputs(options.batch, options.clips, options.tokens, torch.Generator().manual_seed(1))
-    targets = {
-        "span_labels": [{"spans": windows} for windows in batch["windows"]],
-        "saliency_pos_labels": batch["saliency_pos"],
-        "saliency_neg_labels": batch["saliency_neg"],
-        "saliency_all_labels": batch["saliency"],
-        "saliency_pos_index": (batch["saliency"] > 0).long(),
-    }
+    targets = release_targets(batch)
     for model in (release, ours):
         model.train()
         no_dropout(model)  # same functions, no random masks

@@ -86,17 +86,11 @@ def official_timings(
     sys.path.insert(0, release_dir)
     torch.Tensor.cuda = lambda self, *args, **kwargs: self  # the release hard-codes .cuda()
     from video_lights.model import build_model  # the release, importable only now
-    from videolights_parity import RELEASE_QV
+    from videolights_parity import RELEASE_QV, release_targets
 
     model, criterion = build_model(argparse.Namespace(**RELEASE_QV))
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4, weight_decay=1e-4)
-    targets = {
-        "span_labels": [{"spans": windows} for windows in batch["windows"]],
-        "saliency_pos_labels": batch["saliency_pos"],
-        "saliency_neg_labels": batch["saliency_neg"],
-        "saliency_all_labels": batch["saliency"],
-        "saliency_pos_index": (batch["saliency"] > 0).long(),
-    }
+    targets = release_targets(batch)
 
     def inputs(data: dict) -> dict:
         return {

@@ -325,6 +325,7 @@ def qvhighlights_ratings_batch(records: Records) -> tuple[np.ndarray, np.ndarray
     fast path is checked alone, which names it."""
     counts, clip_ids, rows = [], [], []
     for record in records:
+        require_fields(record, ("duration", "relevant_clip_ids", "saliency_scores"))
         ids, scores = record.get("relevant_clip_ids"), record.get("saliency_scores")
         if not (isinstance(ids, list) and isinstance(scores, list) and len(ids) == len(scores)):
             qvhighlights_ratings(record)  # raises with the qid and the fix

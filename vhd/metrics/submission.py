@@ -82,6 +82,16 @@ def _well_formed_windows(windows: list[Any]) -> bool:
     )
 
 
+def _window_problem(windows: list[Any]) -> str | None:
+    """The first malformed row of windows, or None."""
+    for index, row in enumerate(windows):
+        if not (isinstance(row, list) and len(row) >= 3 and all(map(_is_number, row[:3]))):
+            return f"pred_relevant_windows[{index}] = {row!r:.60} is not [start, end, score]"
+        if row[1] < row[0]:
+            return f"pred_relevant_windows[{index}] = {row!r:.60} ends before it starts"
+    return None
+
+
 def prediction_problem(record: Mapping[str, Any]) -> str | None:
     """What is wrong with one prediction record, or None."""
     if not any(field in record for field in PRED_FIELDS):
@@ -93,13 +103,8 @@ def prediction_problem(record: Mapping[str, Any]) -> str | None:
     if "pred_relevant_windows" in record:
         if not isinstance(windows, list):
             return "pred_relevant_windows must be a list of [start, end, score]"
-        if _well_formed_windows(windows):
-            windows = []  # nothing to report; the loop below names the first bad row otherwise
-        for index, row in enumerate(windows):
-            if not (isinstance(row, list) and len(row) >= 3 and all(map(_is_number, row[:3]))):
-                return f"pred_relevant_windows[{index}] = {row!r:.60} is not [start, end, score]"
-            if row[1] < row[0]:
-                return f"pred_relevant_windows[{index}] = {row!r:.60} ends before it starts"
+        if not _well_formed_windows(windows) and (problem := _window_problem(windows)):
+            return problem
     scores = record.get("pred_saliency_scores")
     if "pred_saliency_scores" in record and not (
         isinstance(scores, list) and scores and _all_numbers(scores)

@@ -10,6 +10,8 @@ its number falls below ``p`` on a grid of 1/65536. ``p`` is thereby rounded to a
 
 from __future__ import annotations
 
+import math
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -20,9 +22,7 @@ GRID = 1 << 16  # uniform numbers per draw of 16 bits
 def keep_mask(shape: torch.Size | tuple[int, ...], p: float, device: torch.device) -> Tensor:
     """A boolean mask of ``shape``, each element True with probability ``1 - p`` (``p`` rounded
     to a multiple of 1/65536), from a quarter as many 64-bit draws as elements."""
-    numel = 1
-    for size in shape:
-        numel *= size
+    numel = math.prod(shape)
     draws = torch.empty((numel + 3) // 4, dtype=torch.int64, device=device)
     draws.random_(-(2**63), 2**63 - 1)  # all 64 bits random (plain random_() leaves the top 0)
     uniform = draws.view(torch.int16)[:numel].view(shape)  # each in [-32768, 32767]
