@@ -11,7 +11,12 @@ import pytest
 import torch
 from torch import nn
 
-from vhd.models.layers.attention import attention_math, multihead_attention, padded_pair_mask
+from vhd.models.layers.attention import (
+    attention_fused,
+    attention_math,
+    multihead_attention,
+    padded_pair_mask,
+)
 from vhd.models.layers.dropout import Dropout, keep_mask
 from vhd.models.layers.mlp import PReLU
 
@@ -69,15 +74,17 @@ def test_keep_mask_drops_at_rate_p_in_every_lane() -> None:
     leaves the top bit 0, which would never drop the fourth)."""
     torch.manual_seed(0)
     for p in (0.1, 0.5):
-        keep = keep_mask((400_000,), p, torch.device("cpu")).view(-1, 4)
-        rates = 1 - keep.float().mean(dim=0)
+        mask = keep_mask((400_000,), p, torch.device("cpu"))
+        assert mask.unique().tolist() == [0.0, pytest.approx(1 / (1 - p))]
+        rates = (mask == 0).view(-1, 4).float().mean(dim=0)
         assert torch.allclose(rates, torch.full((4,), p), atol=0.005), (p, rates)
 
 
 def test_attention_math_is_nn_multihead_attention() -> None:
     """Values and gradients of the written-out attention (used when training with dropout on
-    the CPU) equal the module's as the models call it (``need_weights=False``), with key
-    padding, the Bi-CMF release mask, and queries whose keys are all blocked (zeros)."""
+    the CPU) and of the batch-first fused one (otherwise) equal the module's as the models call
+    it (``need_weights=False``), with key padding, the Bi-CMF release mask, and queries whose
+    keys are all blocked (zeros); key and value the same tensor (packed) or not."""
     torch.manual_seed(0)
     batch, heads, dim = 4, 8, 32
     module = nn.MultiheadAttention(dim, heads, dropout=0.0, batch_first=True)
@@ -93,17 +100,22 @@ def test_attention_math_is_nn_multihead_attention() -> None:
     only_first[:, 0] = False
     for padding, mask in ((None, None), (key_pad, pair_mask), (only_first, all_blocked)):
         outputs, grads = [], []
-        for run in (module, None):
+        runs = (
+            lambda p, m: module(query, key, key, key_padding_mask=p, attn_mask=m,
+                                need_weights=False)[0],
+            lambda p, m: attention_math(module, query, key, key, p, m, 0.0),
+            lambda p, m: multihead_attention(module, query, key, key, p, m),  # fused
+            lambda p, m: attention_fused(module, query, key, key.clone(), p, m, 0.0),
+        )  # fmt: skip
+        for run in runs:
             module.zero_grad()
-            if run is None:
-                out = attention_math(module, query, key, key, padding, mask, 0.0)
-            else:
-                out = multihead_attention(module, query, key, key, padding, mask)
+            out = run(padding, mask)
             out.square().sum().backward()
             outputs.append(out)
             grads.append(module.in_proj_weight.grad.clone())
-        assert torch.allclose(outputs[0], outputs[1], atol=1e-6)
-        assert torch.allclose(grads[0], grads[1], atol=1e-5)
+        for out, grad in zip(outputs[1:], grads[1:], strict=True):
+            assert torch.allclose(out, outputs[0], atol=1e-6)
+            assert torch.allclose(grad, grads[0], atol=1e-5)
 
 
 def test_attention_dropout_drops_weights_when_training() -> None:

@@ -31,19 +31,15 @@ class ProjectedAttention(nn.Module):
         self.out_proj = nn.Linear(value_dim, value_dim)
         nn.init.zeros_(self.out_proj.bias)
 
-    def _heads(self, x: Tensor) -> Tensor:
-        batch, length, width = x.shape
-        return x.view(batch, length, self.num_heads, width // self.num_heads).transpose(1, 2)
-
     def forward(
         self, query: Tensor, key: Tensor, value: Tensor, key_padding_mask: Tensor | None = None
     ) -> Tensor:
         """(B, Lq, qk), (B, Lk, qk), (B, Lk, v); ``key_padding_mask`` (B, Lk) True = padding."""
         allowed = None if key_padding_mask is None else ~key_padding_mask[:, None, None, :]
         attended = F.scaled_dot_product_attention(
-            self._heads(query),
-            self._heads(key),
-            self._heads(value),
+            _heads(query, self.num_heads),
+            _heads(key, self.num_heads),
+            _heads(value, self.num_heads),
             attn_mask=allowed,
             dropout_p=self.dropout if self.training else 0.0,
         )
@@ -69,7 +65,15 @@ def padded_pair_mask(
     if mode != "release":
         raise ValueError(f"unknown Bi-CMF mask mode {mode!r}; use 'release' or 'per-sample'")
     pairs = query_pad[:, :, None] & key_pad[:, None, :]
-    return pairs.repeat(num_heads, 1, 1)
+    return blocking(pairs.repeat(num_heads, 1, 1))
+
+
+def blocking(mask: Tensor | None) -> Tensor | None:
+    """``mask`` (True = blocked), or None when it blocks nothing: masking is then a no-op pass
+    over the scores. Checked on the CPU only (on a GPU the check would wait for the device)."""
+    if mask is not None and mask.device.type == "cpu" and not mask.any():
+        return None
+    return mask
 
 
 def multihead_attention(
@@ -81,15 +85,74 @@ def multihead_attention(
     attn_mask: Tensor | None = None,
 ) -> Tensor:
     """``module(query, key, value, ...)[0]`` for a batch-first ``nn.MultiheadAttention`` (same
-    parameters). When training on the CPU with dropout, the attention weights are dropped by the
-    fast ``dropout`` (``nn.MultiheadAttention`` draws them with the slow ``bernoulli_``);
-    otherwise the module itself runs (its fused kernels)."""
-    if not (module.training and module.dropout > 0 and query.device.type == "cpu"):
-        return module(
-            query, key, value, key_padding_mask=key_padding_mask, attn_mask=attn_mask,
-            need_weights=False,
-        )[0]  # fmt: skip
-    return attention_math(module, query, key, value, key_padding_mask, attn_mask, module.dropout)
+    parameters, same function). When training on the CPU with dropout, the attention weights are
+    dropped by the fast ``dropout`` (``attention_math``; torch draws them with the slow
+    ``bernoulli_``); otherwise ``attention_fused``."""
+    key_padding_mask, attn_mask = blocking(key_padding_mask), blocking(attn_mask)
+    dropout_p = module.dropout if module.training else 0.0
+    if dropout_p > 0 and query.device.type == "cpu":
+        return attention_math(module, query, key, value, key_padding_mask, attn_mask, dropout_p)
+    return attention_fused(module, query, key, value, key_padding_mask, attn_mask, dropout_p)
+
+
+def in_projections(
+    module: nn.MultiheadAttention, query: Tensor, key: Tensor, value: Tensor
+) -> tuple[Tensor, ...]:
+    """q, k, v through the module's packed input projection, inputs that are the same tensor in
+    one matrix product (self-attention's query and key, cross-attention's key and value)."""
+    dim = module.embed_dim
+    weight, bias = module.in_proj_weight, module.in_proj_bias
+    if query is key:
+        q, k = F.linear(query, weight[: 2 * dim], bias[: 2 * dim]).split(dim, dim=-1)
+        return q, k, F.linear(value, weight[2 * dim :], bias[2 * dim :])
+    if key is value:
+        k, v = F.linear(key, weight[dim:], bias[dim:]).split(dim, dim=-1)
+        return F.linear(query, weight[:dim], bias[:dim]), k, v
+    inputs = (query, key, value)
+    return tuple(map(F.linear, inputs, weight.chunk(3), bias.chunk(3)))
+
+
+def _blocked_pairs(
+    key_padding_mask: Tensor | None, attn_mask: Tensor | None, heads: int
+) -> Tensor | None:
+    """One (B, h, Lq, Lk) or broadcastable boolean mask, True = blocked, from ``attn_mask``
+    ((B * heads, Lq, Lk) or (Lq, Lk)) and ``key_padding_mask`` (B, Lk)."""
+    blocked = None
+    if attn_mask is not None:
+        blocked = (
+            attn_mask.view(-1, heads, *attn_mask.shape[-2:]) if attn_mask.dim() == 3 else attn_mask
+        )
+    if key_padding_mask is not None:
+        padding = key_padding_mask[:, None, None, :]
+        blocked = padding if blocked is None else blocked | padding
+    return blocked
+
+
+def _heads(x: Tensor, heads: int) -> Tensor:
+    """(B, L, d) -> (B, heads, L, d / heads), a view."""
+    batch, length, dim = x.shape
+    return x.view(batch, length, heads, dim // heads).transpose(1, 2)
+
+
+def attention_fused(
+    module: nn.MultiheadAttention,
+    query: Tensor,
+    key: Tensor,
+    value: Tensor,
+    key_padding_mask: Tensor | None,
+    attn_mask: Tensor | None,
+    dropout_p: float,
+) -> Tensor:
+    """``nn.MultiheadAttention``'s computation batch first throughout: the module transposes to
+    sequence first and back, and the projections of the transposed views copy them. The same
+    numbers (its fused ``scaled_dot_product_attention``), a fully blocked query gets zeros."""
+    heads = module.num_heads
+    q, k, v = (_heads(x, heads) for x in in_projections(module, query, key, value))
+    blocked = _blocked_pairs(key_padding_mask, attn_mask, heads)
+    attended = F.scaled_dot_product_attention(
+        q, k, v, attn_mask=None if blocked is None else ~blocked, dropout_p=dropout_p
+    )
+    return module.out_proj(attended.transpose(1, 2).flatten(2))
 
 
 def attention_math(
@@ -106,29 +169,14 @@ def attention_math(
     output projection. ``attn_mask`` (B * heads, Lq, Lk) or (Lq, Lk) and ``key_padding_mask``
     (B, Lk) are boolean, True = blocked; a query whose keys are all blocked gets zero weights (as
     torch's safe softmax)."""
-    batch, length_q, dim = query.shape
     heads = module.num_heads
-    w_q, w_k, w_v = module.in_proj_weight.chunk(3)
-    b_q, b_k, b_v = module.in_proj_bias.chunk(3)
-
-    def split(x: Tensor, weight: Tensor, bias: Tensor) -> Tensor:
-        projected = F.linear(x, weight, bias)
-        return projected.view(batch, x.shape[1], heads, dim // heads).transpose(1, 2)
-
-    q, k, v = split(query, w_q, b_q), split(key, w_k, b_k), split(value, w_v, b_v)
-    scores = (q * (1.0 / math.sqrt(dim // heads))) @ k.transpose(-2, -1)  # (B, h, Lq, Lk)
-    blocked = None
-    if attn_mask is not None:
-        blocked = (
-            attn_mask.view(-1, heads, *attn_mask.shape[-2:]) if attn_mask.dim() == 3 else attn_mask
-        )
-    if key_padding_mask is not None:
-        padding = key_padding_mask[:, None, None, :]
-        blocked = padding if blocked is None else blocked | padding
+    q, k, v = (_heads(x, heads) for x in in_projections(module, query, key, value))
+    scores = (q * (1.0 / math.sqrt(q.shape[-1]))) @ k.transpose(-2, -1)  # (B, h, Lq, Lk)
+    blocked = _blocked_pairs(key_padding_mask, attn_mask, heads)
     if blocked is not None:
         scores = scores.masked_fill(blocked, float("-inf"))
     weights = scores.softmax(dim=-1)
     if blocked is not None:
         weights = weights.masked_fill(blocked.all(dim=-1, keepdim=True), 0.0)
     attended = fast_dropout(weights, dropout_p) @ v  # (B, h, Lq, d_head)
-    return module.out_proj(attended.transpose(1, 2).reshape(batch, length_q, dim))
+    return module.out_proj(attended.transpose(1, 2).flatten(2))

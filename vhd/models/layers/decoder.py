@@ -9,10 +9,12 @@ batch-first: (B, num_queries, d).
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
-from vhd.models.layers.attention import ProjectedAttention
+from vhd.models.layers.attention import ProjectedAttention, blocking
 from vhd.models.layers.dropout import Dropout
+from vhd.models.layers.dropout import dropout as fast_dropout
 from vhd.models.layers.mlp import MLP, make_activation
 from vhd.models.layers.position import span_sine_embedding
 
@@ -23,11 +25,11 @@ def inverse_sigmoid(x: Tensor, eps: float = 1e-3) -> Tensor:
     return torch.log(x.clamp(min=eps) / (1 - x).clamp(min=eps))
 
 
-def _split_cat(first: Tensor, second: Tensor, num_heads: int) -> Tensor:
-    """Per head [first_h | second_h]: (B, L, d) x 2 -> (B, L, 2d)."""
-    batch, length, dim = first.shape
-    shape = (batch, length, num_heads, dim // num_heads)
-    return torch.cat([first.view(shape), second.view(shape)], dim=-1).view(batch, length, 2 * dim)
+def packed_linear(x: Tensor, *layers: nn.Linear) -> tuple[Tensor, ...]:
+    """``tuple(layer(x) for layer in layers)`` as one matrix product (fewer, larger calls)."""
+    weight = torch.cat([layer.weight for layer in layers])
+    bias = torch.cat([layer.bias for layer in layers])
+    return F.linear(x, weight, bias).split([layer.out_features for layer in layers], dim=-1)
 
 
 def distinct_rows(x: Tensor) -> tuple[Tensor, Tensor | None]:
@@ -37,6 +39,8 @@ def distinct_rows(x: Tensor) -> tuple[Tensor, Tensor | None]:
     on a GPU the projection is cheap and ``unique`` would wait for the device."""
     if x.requires_grad or len(x) < 2 or x.device.type != "cpu":
         return x, None
+    if torch.equal(x, x[:1].expand_as(x)):  # the usual case, without sorting
+        return x[:1], torch.zeros(len(x), dtype=torch.long, device=x.device)
     rows, index = torch.unique(x.flatten(1), dim=0, return_inverse=True)
     if len(rows) == len(x):
         return x, None
@@ -92,26 +96,83 @@ class AnchorDecoderLayer(nn.Module):
     ) -> Tensor:
         """``memory_pos`` holds the distinct position rows when ``pos_index`` (B,) says which
         row each sample has (``distinct_rows``); otherwise one row per sample."""
-        # self-attention among queries: content + position
-        query = self.sa_qcontent_proj(target) + self.sa_qpos_proj(query_pos)
-        key = self.sa_kcontent_proj(target) + self.sa_kpos_proj(query_pos)
-        attended = self.self_attn(query, key, self.sa_v_proj(target))
+        # self-attention among queries: content + position, the three content maps as one
+        content_q, content_k, value = packed_linear(
+            target, self.sa_qcontent_proj, self.sa_kcontent_proj, self.sa_v_proj
+        )
+        position_q, position_k = packed_linear(query_pos, self.sa_qpos_proj, self.sa_kpos_proj)
+        attended = self.self_attn(content_q + position_q, content_k + position_k, value)
         target = self.norm1(target + self.dropout1(attended))
         # cross-attention to the memory: per head [content | position] queries and keys
-        query = self.ca_qcontent_proj(target)
-        key = self.ca_kcontent_proj(memory)
-        key_pos = self.ca_kpos_proj(memory_pos)
-        if pos_index is not None:
-            key_pos = key_pos[pos_index]
+        content = self.ca_qcontent_proj(target)
         if self.ca_qpos_proj is not None:
-            query = query + self.ca_qpos_proj(query_pos)
-            key = key + key_pos
-        query = _split_cat(query, self.ca_qpos_sine_proj(query_sine), self.num_heads)
-        key = _split_cat(key, key_pos, self.num_heads)
-        attended = self.cross_attn(query, key, self.ca_v_proj(memory), memory_padding)
+            content = content + self.ca_qpos_proj(query_pos)
+        key_pos = self.ca_kpos_proj(memory_pos)
+        attended = self.cross_attention(
+            content, self.ca_qpos_sine_proj(query_sine), memory, key_pos, pos_index, memory_padding
+        )
         target = self.norm2(target + self.dropout2(attended))
         hidden = self.linear2(self.dropout(self.activation(self.linear1(target))))
         return self.norm3(target + self.dropout3(hidden))
+
+    def cross_attention(
+        self,
+        content: Tensor,
+        sine: Tensor,
+        memory: Tensor,
+        key_pos: Tensor,
+        pos_index: Tensor | None,
+        memory_padding: Tensor,
+    ) -> Tensor:
+        """DAB-DETR's conditional cross-attention with the memory side left unprojected.
+
+        Head h scores ``[c_h | s_h] . [k_h | p_h] / sqrt(2 d_h)`` with content keys
+        ``k_h = M Wk_h^T + bk_h`` (plus ``p_h`` in the first layer) and position keys ``p_h``, and
+        returns ``A_h (M Wv_h^T + bv_h)``. With 10 queries and 75 clips it is cheaper to take the
+        queries into memory space, ``c_h . k_h = (c_h Wk_h) . M + c_h . bk_h``, and to project
+        after attending, ``A_h M Wv_h^T + (sum A_h) bv_h``: the same function (sums in another
+        order) with about half the multiply-adds and no per-head key and value copies.
+        """
+        batch, queries, dim = content.shape
+        heads = self.num_heads
+        head_dim = dim // heads
+        keys = self.ca_kcontent_proj
+        content_h = content.view(batch, queries, heads, head_dim)
+        position_h = sine.view(batch, queries, heads, head_dim)
+        if self.ca_qpos_proj is not None:  # the first layer's content keys carry the positions
+            position_h = position_h + content_h
+        # content part, in memory space: (B, h, Q, d) . (B, L, d)
+        in_memory = torch.einsum(
+            "bqhe,hed->bhqd", content_h, keys.weight.view(heads, head_dim, dim)
+        )
+        scores = (in_memory.reshape(batch, heads * queries, dim) @ memory.transpose(1, 2)).view(
+            batch, heads, queries, -1
+        )
+        key_bias = torch.einsum("bqhe,he->bhq", content_h, keys.bias.view(heads, head_dim))
+        # position part, per head: (B, h, Q, e) . (P, h, L, e)
+        pos_heads = key_pos.view(len(key_pos), -1, heads, head_dim).transpose(1, 2)
+        if pos_index is not None and len(key_pos) > 1:
+            pos_heads = pos_heads[pos_index]
+        scores = scores + position_h.transpose(1, 2) @ pos_heads.transpose(-2, -1)
+        scores = (scores + key_bias[..., None]) * (2 * head_dim) ** -0.5
+        padding = blocking(memory_padding)
+        if padding is None:
+            weights = scores.softmax(dim=-1)
+        else:
+            padding = padding[:, None, None, :]
+            weights = scores.masked_fill(padding, float("-inf")).softmax(dim=-1)
+            weights = weights.masked_fill(padding.all(dim=-1, keepdim=True), 0.0)  # no valid clip
+        weights = fast_dropout(weights, self.cross_attn.dropout, self.training)
+        # values after attending: (A_h M) Wv_h^T + (sum_j A_hj) bv_h
+        mixed = (weights.reshape(batch, heads * queries, -1) @ memory).view(
+            batch, heads, queries, dim
+        )
+        values = self.ca_v_proj
+        attended = torch.einsum("bhqd,hed->bqhe", mixed, values.weight.view(heads, head_dim, dim))
+        attended = attended + weights.sum(dim=-1).transpose(1, 2)[..., None] * values.bias.view(
+            heads, head_dim
+        )
+        return self.cross_attn.out_proj(attended.reshape(batch, queries, dim))
 
 
 class AnchorDecoder(nn.Module):

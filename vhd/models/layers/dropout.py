@@ -19,14 +19,22 @@ from torch import Tensor, nn
 GRID = 1 << 16  # uniform numbers per draw of 16 bits
 
 
-def keep_mask(shape: torch.Size | tuple[int, ...], p: float, device: torch.device) -> Tensor:
-    """A boolean mask of ``shape``, each element True with probability ``1 - p`` (``p`` rounded
-    to a multiple of 1/65536), from a quarter as many 64-bit draws as elements."""
+def keep_mask(
+    shape: torch.Size | tuple[int, ...],
+    p: float,
+    device: torch.device,
+    dtype: torch.dtype = torch.float32,
+) -> Tensor:
+    """The scaled dropout mask of ``shape``: ``1 / (1 - p)`` with probability ``1 - p`` (``p``
+    rounded to a multiple of 1/65536), else 0. A quarter as many 64-bit draws as elements; the
+    comparison writes the 0/1 floats directly (no boolean mask to convert)."""
     numel = math.prod(shape)
     draws = torch.empty((numel + 3) // 4, dtype=torch.int64, device=device)
     draws.random_(-(2**63), 2**63 - 1)  # all 64 bits random (plain random_() leaves the top 0)
     uniform = draws.view(torch.int16)[:numel].view(shape)  # each in [-32768, 32767]
-    return uniform >= round(p * GRID) - GRID // 2
+    mask = torch.empty(shape, dtype=dtype, device=device)
+    torch.ge(uniform, round(p * GRID) - GRID // 2, out=mask)
+    return mask.mul_(1.0 / (1.0 - p))
 
 
 def dropout(x: Tensor, p: float, training: bool = True) -> Tensor:
@@ -35,8 +43,7 @@ def dropout(x: Tensor, p: float, training: bool = True) -> Tensor:
         return x
     if x.device.type != "cpu" or p >= 1.0:
         return F.dropout(x, p, training)
-    keep = keep_mask(x.shape, p, x.device).to(x.dtype).mul_(1.0 / (1.0 - p))
-    return x * keep  # a float mask: its backward is one multiplication
+    return x * keep_mask(x.shape, p, x.device, x.dtype)  # a float mask: one-multiply backward
 
 
 class Dropout(nn.Dropout):
