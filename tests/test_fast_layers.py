@@ -1,5 +1,5 @@
-"""The CPU speed-ups compute the same function: fast Dropout, attention dropout, PReLU and the
-host allocator."""
+"""The CPU speed-ups compute the same function: fast Dropout, attention dropout and batch-first
+attention, PReLU, the decoder's cross-attention in memory space, and the host allocator."""
 
 from __future__ import annotations
 
@@ -17,6 +17,7 @@ from vhd.models.layers.attention import (
     multihead_attention,
     padded_pair_mask,
 )
+from vhd.models.layers.decoder import AnchorDecoderLayer
 from vhd.models.layers.dropout import Dropout, keep_mask
 from vhd.models.layers.mlp import PReLU
 
@@ -138,3 +139,66 @@ def test_prelu_under_bf16_autocast() -> None:
     assert y.dtype == torch.bfloat16 and layer.weight.grad.dtype == torch.float32
     expected = torch.where(x > 0, 1.0, 0.25)
     assert torch.allclose(x.grad, expected, atol=1e-2)
+
+
+def reference_cross_attention(layer, content, sine, memory, key_pos, padding) -> torch.Tensor:
+    """DAB-DETR's conditional cross-attention as written in the release: project the memory to
+    keys and values, per head [content | position] queries and keys, attention, output map."""
+    batch, _, dim = content.shape
+    heads = layer.num_heads
+    key = layer.ca_kcontent_proj(memory)
+    if layer.ca_qpos_proj is not None:
+        key = key + key_pos
+
+    def split_cat(first: torch.Tensor, second: torch.Tensor) -> torch.Tensor:
+        shape = (*first.shape[:2], heads, dim // heads)
+        return torch.cat([first.view(shape), second.view(shape)], -1).flatten(2)
+
+    query = split_cat(content, sine)
+    key = split_cat(key, key_pos.expand_as(key))
+    value = layer.ca_v_proj(memory)
+    heads_of = lambda x: x.view(batch, x.shape[1], heads, -1).transpose(1, 2)  # noqa: E731
+    attended = torch.nn.functional.scaled_dot_product_attention(
+        heads_of(query), heads_of(key), heads_of(value), attn_mask=~padding[:, None, None, :]
+    )
+    return layer.cross_attn.out_proj(attended.transpose(1, 2).flatten(2))
+
+
+@pytest.mark.parametrize("first", [True, False])
+@pytest.mark.parametrize("shared_positions", [True, False])
+def test_decoder_cross_attention_in_memory_space_is_the_release_attention(
+    first: bool, shared_positions: bool
+) -> None:
+    """Taking the queries into memory space and projecting values after attending gives the
+    values and gradients of projecting the memory (first layer: positions in the content keys;
+    with padding; one shared position row or one per video)."""
+    torch.manual_seed(0)
+    layer = AnchorDecoderLayer(32, 4, 64, 0.0, "prelu", first=first)
+    for linear in (layer.ca_kcontent_proj, layer.ca_v_proj):
+        torch.nn.init.normal_(linear.bias)  # nonzero biases: their terms are part of the test
+    batch, queries, length = 3, 5, 9
+    content, sine = torch.randn(batch, queries, 32), torch.randn(batch, queries, 32)
+    memory = torch.randn(batch, length, 32)
+    padding = torch.zeros(batch, length, dtype=torch.bool)
+    padding[1, 6:] = True
+    rows = 1 if shared_positions else batch
+    key_pos = torch.randn(rows, length, 32)
+    index = torch.zeros(batch, dtype=torch.long) if shared_positions else None
+    results = []
+    for run in ("memory space", "release"):
+        layer.zero_grad()
+        inputs = [x.clone().requires_grad_() for x in (content, sine, memory, key_pos)]
+        if run == "release":
+            out = reference_cross_attention(layer, *inputs, padding)
+        else:
+            out = layer.cross_attention(*inputs[:3], inputs[3], index, padding)
+        out.square().sum().backward()
+        grads = [x.grad for x in inputs] + [
+            p.grad for p in layer.parameters() if p.grad is not None
+        ]
+        results.append((out, grads))
+    (ours, our_grads), (theirs, their_grads) = results
+    assert torch.allclose(ours, theirs, atol=1e-5)
+    assert len(our_grads) == len(their_grads)
+    for mine, reference in zip(our_grads, their_grads, strict=True):
+        assert torch.allclose(mine, reference, atol=1e-4)

@@ -280,17 +280,19 @@ def test_decoder_projects_each_distinct_position_row_once() -> None:
     """Videos of equal length share their positions: the decoder projects them once and gives
     the outputs of projecting them per video."""
     torch.manual_seed(0)
-    mask = torch.ones(5, 12, dtype=torch.bool)
-    mask[2, 9:] = False  # one shorter video among four of full length
-    positions = video_sine_positions(mask, 32)
-    rows, index = distinct_rows(positions)
-    assert len(rows) == 2 and torch.equal(rows[index], positions)
     decoder = AnchorDecoder(32, 4, 64, 0.0, 2).eval()
     anchors, memory = torch.randn(3, 2), torch.randn(5, 12, 32)
-    shared = decoder(anchors, memory, ~mask, positions)
-    per_video = decoder(anchors, memory, ~mask, positions.clone().requires_grad_())  # no sharing
-    for ours, theirs in zip(shared, per_video, strict=True):
-        assert torch.allclose(ours, theirs, atol=1e-6)
+    for shorter in (False, True):  # all of full length (one row), or one shorter (two rows)
+        mask = torch.ones(5, 12, dtype=torch.bool)
+        mask[2, 9:] = not shorter
+        positions = video_sine_positions(mask, 32)
+        rows, index = distinct_rows(positions)
+        assert len(rows) == 1 + shorter and torch.equal(rows[index], positions)
+        shared = decoder(anchors, memory, ~mask, positions)
+        unshared = positions.clone().requires_grad_()  # distinct_rows leaves it as it is
+        per_video = decoder(anchors, memory, ~mask, unshared)
+        for ours, theirs in zip(shared, per_video, strict=True):
+            assert torch.allclose(ours, theirs, atol=1e-6)
 
 
 def test_video_sine_positions() -> None:

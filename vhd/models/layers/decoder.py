@@ -135,26 +135,34 @@ class AnchorDecoderLayer(nn.Module):
         """
         batch, queries, dim = content.shape
         heads = self.num_heads
-        head_dim = dim // heads
-        keys = self.ca_kcontent_proj
-        content_h = content.view(batch, queries, heads, head_dim)
-        position_h = sine.view(batch, queries, heads, head_dim)
-        if self.ca_qpos_proj is not None:  # the first layer's content keys carry the positions
-            position_h = position_h + content_h
-        # content part, in memory space: (B, h, Q, d) . (B, L, d)
-        in_memory = torch.einsum(
-            "bqhe,hed->bhqd", content_h, keys.weight.view(heads, head_dim, dim)
+        head_dim, length = dim // heads, memory.shape[1]
+
+        def per_head(x: Tensor) -> Tensor:  # (B, Q, d) -> (h, B * Q, e), a view
+            return x.reshape(batch * queries, heads, head_dim).transpose(0, 1)
+
+        def per_sample(x: Tensor) -> Tensor:  # (h, B * Q, n) -> (B, h, Q, n), a view
+            return x.view(heads, batch, queries, -1).transpose(0, 1)
+
+        keys, values = self.ca_kcontent_proj, self.ca_v_proj
+        position = sine + content if self.ca_qpos_proj is not None else sine  # first layer: the
+        # content keys carry the positions too
+        # content part in memory space: (c_h Wk_h) . M_j, then + c_h . bk_h
+        in_memory = torch.bmm(per_head(content), keys.weight.view(heads, head_dim, dim))
+        in_memory = per_sample(in_memory).reshape(batch, heads * queries, dim)
+        scores = (in_memory @ memory.transpose(1, 2)).view(batch, heads, queries, length)
+        scores = scores + per_sample(
+            (per_head(content) * keys.bias.view(heads, 1, head_dim)).sum(dim=-1, keepdim=True)
         )
-        scores = (in_memory.reshape(batch, heads * queries, dim) @ memory.transpose(1, 2)).view(
-            batch, heads, queries, -1
-        )
-        key_bias = torch.einsum("bqhe,he->bhq", content_h, keys.bias.view(heads, head_dim))
-        # position part, per head: (B, h, Q, e) . (P, h, L, e)
-        pos_heads = key_pos.view(len(key_pos), -1, heads, head_dim).transpose(1, 2)
-        if pos_index is not None and len(key_pos) > 1:
-            pos_heads = pos_heads[pos_index]
-        scores = scores + position_h.transpose(1, 2) @ pos_heads.transpose(-2, -1)
-        scores = (scores + key_bias[..., None]) * (2 * head_dim) ** -0.5
+        # position part per head: p_h . kp_h(j), for the distinct position rows
+        if pos_index is not None and len(key_pos) == 1:
+            pos_keys = key_pos[0].view(length, heads, head_dim).permute(1, 2, 0)  # (h, e, L)
+            scores = scores + per_sample(torch.bmm(per_head(position), pos_keys))
+        else:
+            pos_keys = key_pos if pos_index is None else key_pos[pos_index]
+            scores = scores + position.view(batch, queries, heads, head_dim).transpose(
+                1, 2
+            ) @ pos_keys.view(batch, length, heads, head_dim).permute(0, 2, 3, 1)
+        scores = scores * (2 * head_dim) ** -0.5
         padding = blocking(memory_padding)
         if padding is None:
             weights = scores.softmax(dim=-1)
@@ -164,14 +172,14 @@ class AnchorDecoderLayer(nn.Module):
             weights = weights.masked_fill(padding.all(dim=-1, keepdim=True), 0.0)  # no valid clip
         weights = fast_dropout(weights, self.cross_attn.dropout, self.training)
         # values after attending: (A_h M) Wv_h^T + (sum_j A_hj) bv_h
-        mixed = (weights.reshape(batch, heads * queries, -1) @ memory).view(
+        mixed = (weights.reshape(batch, heads * queries, length) @ memory).view(
             batch, heads, queries, dim
         )
-        values = self.ca_v_proj
-        attended = torch.einsum("bhqd,hed->bqhe", mixed, values.weight.view(heads, head_dim, dim))
-        attended = attended + weights.sum(dim=-1).transpose(1, 2)[..., None] * values.bias.view(
-            heads, head_dim
-        )
+        mixed = mixed.transpose(0, 1).reshape(heads, batch * queries, dim)
+        attended = torch.bmm(mixed, values.weight.view(heads, head_dim, dim).transpose(1, 2))
+        total = weights.sum(dim=-1).transpose(0, 1).reshape(heads, batch * queries, 1)
+        attended = attended + total * values.bias.view(heads, 1, head_dim)  # (h, B * Q, e)
+        attended = attended.view(heads, batch, queries, head_dim).permute(1, 2, 0, 3)
         return self.cross_attn.out_proj(attended.reshape(batch, queries, dim))
 
 
