@@ -295,6 +295,28 @@ def test_decoder_projects_each_distinct_position_row_once() -> None:
             assert torch.allclose(ours, theirs, atol=1e-6)
 
 
+def test_decoder_shares_the_first_layer_queries_only_without_dropout() -> None:
+    """All samples start from the same anchors: the first layer's query side computed once gives
+    the outputs of computing it per sample; with dropout active each sample keeps its own."""
+    torch.manual_seed(0)
+    decoder = AnchorDecoder(32, 4, 64, 0.1, 3).eval()
+    anchors, memory = torch.randn(4, 2), torch.randn(3, 12, 32)
+    mask = torch.ones(3, 12, dtype=torch.bool)
+    mask[1, 8:] = False
+    positions = video_sine_positions(mask, 32)
+    shared = decoder(anchors, memory, ~mask, positions)  # evaluation: shared
+    per_sample = decoder(anchors, memory, ~mask, positions, share_first_queries=False)
+    for ours, theirs in zip(shared, per_sample, strict=True):
+        assert ours.shape == theirs.shape and torch.allclose(ours, theirs, atol=1e-6)
+    decoder.train()
+    rows = []
+    layer = decoder.layers[0]
+    handle = layer.register_forward_hook(lambda module, args, out: rows.append(len(args[0])))
+    decoder(anchors, memory, ~mask, positions)
+    handle.remove()
+    assert rows == [3]  # training with dropout: a target row per sample
+
+
 def test_video_sine_positions() -> None:
     positions = video_sine_positions(torch.tensor([[True, True, True, False]]), dim=256)
     expected = torch.tensor([[0.8660, -0.5], [-0.8660, -0.5], [0.0, 1.0], [0.0, 1.0]])

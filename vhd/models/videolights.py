@@ -356,7 +356,8 @@ class VideoLightsNet(nn.Module):
         for_loss: bool = True,
     ) -> VideoLightsOutput:
         """``for_loss=False`` skips what only the losses read (negative pass, MR-to-HD,
-        contrastive projections); predictions are the same either way."""
+        contrastive projections, the heads of all but the last decoder layer: ``logits`` and
+        ``spans`` then hold one layer); predictions are the same either way."""
         video_mask, text_mask = video_mask.bool(), text_mask.bool()
         projected = self.video_projection(video)  # V0
         text = self.text_projection(text)  # T
@@ -370,6 +371,8 @@ class VideoLightsNet(nn.Module):
         )
         saliency = self.saliency(memory, global_token)
         hidden, references = self.decoder(self.query_anchors.weight, memory, ~video_mask, video_pos)
+        if not for_loss:  # predictions read the last layer only
+            hidden, references = hidden[-1:], references[-1:]
         logits = self.class_head(hidden)
         spans = (self.span_head(hidden) + inverse_sigmoid(references).to(hidden.dtype)).sigmoid()
         output = VideoLightsOutput(

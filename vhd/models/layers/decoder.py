@@ -132,23 +132,25 @@ class AnchorDecoderLayer(nn.Module):
         queries into memory space, ``c_h . k_h = (c_h Wk_h) . M + c_h . bk_h``, and to project
         after attending, ``A_h M Wv_h^T + (sum A_h) bv_h``: the same function (sums in another
         order) with about half the multiply-adds and no per-head key and value copies.
+        ``content`` and ``sine`` may have one row for all samples (``share_first_queries``).
         """
-        batch, queries, dim = content.shape
+        rows, queries, dim = content.shape  # rows: B, or 1 for queries shared by all samples
+        batch, length = memory.shape[:2]
         heads = self.num_heads
-        head_dim, length = dim // heads, memory.shape[1]
+        head_dim = dim // heads
 
-        def per_head(x: Tensor) -> Tensor:  # (B, Q, d) -> (h, B * Q, e), a view
-            return x.reshape(batch * queries, heads, head_dim).transpose(0, 1)
+        def per_head(x: Tensor) -> Tensor:  # (rows, Q, d) -> (h, rows * Q, e), a view
+            return x.reshape(rows * queries, heads, head_dim).transpose(0, 1)
 
-        def per_sample(x: Tensor) -> Tensor:  # (h, B * Q, n) -> (B, h, Q, n), a view
-            return x.view(heads, batch, queries, -1).transpose(0, 1)
+        def per_sample(x: Tensor) -> Tensor:  # (h, rows * Q, n) -> (rows, h, Q, n), a view
+            return x.view(heads, rows, queries, -1).transpose(0, 1)
 
         keys, values = self.ca_kcontent_proj, self.ca_v_proj
         position = sine + content if self.ca_qpos_proj is not None else sine  # first layer: the
         # content keys carry the positions too
         # content part in memory space: (c_h Wk_h) . M_j, then + c_h . bk_h
         in_memory = torch.bmm(per_head(content), keys.weight.view(heads, head_dim, dim))
-        in_memory = per_sample(in_memory).reshape(batch, heads * queries, dim)
+        in_memory = per_sample(in_memory).reshape(rows, heads * queries, dim)
         scores = (in_memory @ memory.transpose(1, 2)).view(batch, heads, queries, length)
         scores = scores + per_sample(
             (per_head(content) * keys.bias.view(heads, 1, head_dim)).sum(dim=-1, keepdim=True)
@@ -159,7 +161,7 @@ class AnchorDecoderLayer(nn.Module):
             scores = scores + per_sample(torch.bmm(per_head(position), pos_keys))
         else:
             pos_keys = key_pos if pos_index is None else key_pos[pos_index]
-            scores = scores + position.view(batch, queries, heads, head_dim).transpose(
+            scores = scores + position.view(rows, queries, heads, head_dim).transpose(
                 1, 2
             ) @ pos_keys.view(batch, length, heads, head_dim).permute(0, 2, 3, 1)
         scores = scores * (2 * head_dim) ** -0.5
@@ -214,13 +216,28 @@ class AnchorDecoder(nn.Module):
         nn.init.zeros_(self.span_refine.layers[-1].bias)
 
     def forward(
-        self, anchors: Tensor, memory: Tensor, memory_padding: Tensor, memory_pos: Tensor
+        self,
+        anchors: Tensor,
+        memory: Tensor,
+        memory_padding: Tensor,
+        memory_pos: Tensor,
+        share_first_queries: bool | None = None,
     ) -> tuple[Tensor, Tensor]:
-        """``anchors`` (Q, 2) before sigmoid; memory (B, L, d), padding (B, L), positions."""
+        """``anchors`` (Q, 2) before sigmoid; memory (B, L, d), padding (B, L), positions.
+
+        Every sample starts from the same anchors and an empty target, so without dropout the
+        query side of the first layer (anchor codes, self-attention, cross-attention queries) is
+        the same for all: ``share_first_queries`` computes it once and broadcasts it against the
+        memory. None: share unless dropout is active (its masks must differ per sample).
+        """
         batch, dim = memory.shape[0], memory.shape[-1]
-        reference = anchors.sigmoid()[None].expand(batch, -1, -1)
-        target = memory.new_zeros(batch, anchors.shape[0], dim)
-        outputs, references = [], [reference]
+        if share_first_queries is None:
+            share_first_queries = not (self.training and self.layers[0].dropout.p > 0)
+        rows = 1 if share_first_queries else batch
+        reference = anchors.sigmoid()[None]
+        target = memory.new_zeros(rows, anchors.shape[0], dim)
+        outputs, references = [], [reference.expand(batch, -1, -1)]
+        reference = reference.expand(rows, -1, -1)
         pos_rows, pos_index = distinct_rows(memory_pos)
         for index, layer in enumerate(self.layers):
             sine = span_sine_embedding(reference, dim // 2).to(memory.dtype)
@@ -230,9 +247,10 @@ class AnchorDecoder(nn.Module):
             width_scale = self.ref_anchor_head(target).sigmoid()[..., 0] / reference[..., 1]
             sine = sine * width_scale[..., None]
             target = layer(target, memory, memory_padding, pos_rows, query_pos, sine, pos_index)
-            refined = (self.span_refine(target) + inverse_sigmoid(reference)).sigmoid()
-            if index < len(self.layers) - 1:
-                references.append(refined)
-            reference = refined.detach()
             outputs.append(self.norm(target))
+            if index == len(self.layers) - 1:
+                break  # the last refinement would feed no layer and no head
+            reference = (self.span_refine(target) + inverse_sigmoid(reference)).sigmoid()
+            references.append(reference)
+            reference = reference.detach()
         return torch.stack(outputs), torch.stack(references)
