@@ -9,6 +9,7 @@ from types import SimpleNamespace
 import pytest
 import torch
 
+from vhd.losses.spans import span_cxw_to_xx
 from vhd.losses.videolights import VideoLightsCriterion
 from vhd.models import VideoLights
 from vhd.models.layers.attention import padded_pair_mask
@@ -23,6 +24,7 @@ from vhd.models.videolights import (
     convert_official_state_dict,
     load_checkpoint_weights,
     postprocess_windows,
+    postprocess_windows_batch,
     stop_score,
 )
 
@@ -361,6 +363,34 @@ def test_postprocessing_vectors() -> None:
     assert rows == [[0.0, 150.0, 0.9], [68.0, 68.0, 0.5556], [68.0, 82.0, 0.2]]
     short = postprocess_windows(torch.tensor([[0.9, 0.4]]), torch.tensor([0.5]), 127.0, 2.0)
     assert short[0][1] == 127.0  # clipped to the video
+
+
+def one_query_windows(
+    spans: torch.Tensor, scores: torch.Tensor, duration: float, clip_len: float
+) -> list[list[float]]:
+    """The release's post-processing, one query at a time, in Python lists (the reference)."""
+    seconds = span_cxw_to_xx(spans.float()) * duration
+    rows = torch.cat([seconds, scores.float()[:, None]], dim=1).tolist()
+    rows.sort(key=lambda row: row[2], reverse=True)
+    rows = [[float(f"{value:.4f}") for value in row] for row in rows]
+    bounds = torch.tensor([row[:2] for row in rows]).clamp(0, duration)
+    bounds = (torch.round(bounds / clip_len) * clip_len).clamp(0, duration)
+    return [
+        [*bound, float(f"{row[2]:.4f}")] for bound, row in zip(bounds.tolist(), rows, strict=True)
+    ]
+
+
+@pytest.mark.parametrize("clip_lens", [[2.0] * 6, [2.0, 1.0, 0.7, 2.0, 3.0, 1.5]])
+def test_batched_postprocessing_gives_the_per_query_numbers(clip_lens: list[float]) -> None:
+    torch.manual_seed(0)
+    spans = torch.rand(6, 10, 2) * torch.tensor([1.2, 0.8]) - torch.tensor([0.1, 0.0])
+    scores = torch.rand(6, 10)
+    scores[0, 3:6] = scores[0, 2]  # ties keep their order
+    durations = [150.0, 127.0, 33.3, 80.1, 150.0, 7.77]
+    batched = postprocess_windows_batch(spans, scores, durations, clip_lens)
+    for row, duration in enumerate(durations):
+        expected = one_query_windows(spans[row], scores[row], duration, clip_lens[row])
+        assert batched[row] == expected
 
 
 def test_stop_score() -> None:

@@ -490,14 +490,33 @@ def postprocess_windows(
     [0, 150] s (the QVHighlights length); we clamp to the video, [0, duration] (the same for
     150 s videos), so no window ends after the video. Zero-length windows can result (release).
     """
+    return postprocess_windows_batch(spans[None], scores[None], [duration], [clip_len])[0]
+
+
+def postprocess_windows_batch(
+    spans: Tensor, scores: Tensor, durations: list[float], clip_lens: list[float]
+) -> list[list[list[float]]]:
+    """``postprocess_windows`` for a batch, (B, Q, 2) spans and (B, Q) scores: the tensor steps
+    once for all queries (the same float32 operations, so the same numbers)."""
+    duration = torch.tensor(durations, dtype=torch.float32)[:, None, None]
     seconds = span_cxw_to_xx(spans.float()) * duration
-    rows = torch.cat([seconds, scores.float()[:, None]], dim=1).tolist()
-    rows.sort(key=lambda row: row[2], reverse=True)
-    rows = [[float(f"{value:.4f}") for value in row] for row in rows]
-    bounds = torch.tensor([row[:2] for row in rows], dtype=torch.float32).clamp(0, duration)
-    bounds = (torch.round(bounds / clip_len) * clip_len).clamp(0, duration)
+    scores = scores.float()
+    order = scores.argsort(dim=1, descending=True, stable=True)  # ties keep their order
+    rows = torch.cat([seconds, scores[..., None]], dim=2)
+    rows = rows.gather(1, order[..., None].expand(-1, -1, 3)).tolist()
+    rounded = [[[float(f"{value:.4f}") for value in row] for row in query] for query in rows]
+    bounds = torch.tensor([[row[:2] for row in query] for query in rounded], dtype=torch.float32)
+    bounds = bounds.clamp(min=0).minimum(duration)
+    if len(set(clip_lens)) == 1:  # a scalar divisor, as one query at a time divides
+        bounds = torch.round(bounds / clip_lens[0]) * clip_lens[0]
+    else:
+        bounds = torch.stack(
+            [torch.round(b / c) * c for b, c in zip(bounds, clip_lens, strict=True)]
+        )
+    bounds = bounds.clamp(min=0).minimum(duration).tolist()
     return [
-        [*bound, float(f"{row[2]:.4f}")] for bound, row in zip(bounds.tolist(), rows, strict=True)
+        [[*bound, float(f"{row[2]:.4f}")] for bound, row in zip(query_bounds, query, strict=True)]
+        for query_bounds, query in zip(bounds, rounded, strict=True)
     ]
 
 
@@ -749,6 +768,12 @@ class VideoLights(VHDModule):
         windows = self.protocol in (None, *MOMENT_PROTOCOLS)
         scores = self.protocol not in ("charades", "tacos")  # the release drops them there
         predictions: list[Prediction] = []
+        if windows:
+            metas = batch["meta"]
+            all_windows = postprocess_windows_batch(
+                spans, foreground, [float(m["duration"]) for m in metas],
+                [float(m["clip_len"]) for m in metas],
+            )  # fmt: skip
         for row, meta in enumerate(batch["meta"]):
             prediction: Prediction = {
                 "qid": meta["qid"],
@@ -756,9 +781,7 @@ class VideoLights(VHDModule):
                 "query": meta.get("query", ""),
             }
             if windows:
-                prediction["pred_relevant_windows"] = postprocess_windows(
-                    spans[row], foreground[row], float(meta["duration"]), float(meta["clip_len"])
-                )
+                prediction["pred_relevant_windows"] = all_windows[row]
             if scores:
                 prediction["pred_saliency_scores"] = saliency[row, : meta["num_clips"]].tolist()
             predictions.append(prediction)
