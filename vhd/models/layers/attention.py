@@ -19,7 +19,9 @@ class ProjectedAttention(nn.Module):
     DAB-DETR's decoder builds its queries and keys itself (content plus position, and in
     cross-attention the per-head concatenation [content | position], so ``qk_dim`` may be twice
     ``value_dim``); this module only splits heads, attends (scale ``(qk_dim / heads) ** -0.5``,
-    dropout on the weights) and applies the output projection (bias initialised to 0).
+    dropout on the weights) and applies the output projection (bias initialised to 0). The
+    decoder's cross-attention computes the same in memory space (``AnchorDecoderLayer``) and
+    uses only this module's output projection and dropout rate.
     """
 
     def __init__(self, qk_dim: int, value_dim: int, num_heads: int, dropout: float) -> None:
