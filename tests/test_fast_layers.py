@@ -19,7 +19,7 @@ from vhd.models.layers.attention import (
 )
 from vhd.models.layers.decoder import AnchorDecoderLayer
 from vhd.models.layers.dropout import Dropout, keep_mask
-from vhd.models.layers.mlp import PReLU
+from vhd.models.layers.mlp import PReLU, activate_in_place
 
 
 def test_dropout_has_the_state_and_statistics_of_nn_dropout() -> None:
@@ -202,3 +202,22 @@ def test_decoder_cross_attention_in_memory_space_is_the_release_attention(
     assert len(our_grads) == len(their_grads)
     for mine, reference in zip(our_grads, their_grads, strict=True):
         assert torch.allclose(mine, reference, atol=1e-4)
+
+
+def test_activation_in_place_only_without_gradients() -> None:
+    torch.manual_seed(0)
+    x = torch.randn(4, 9, 16)
+    for activation in (nn.ReLU(), PReLU(), nn.GELU()):
+        expected = activation(x).detach()
+        with torch.no_grad():
+            hidden = x.clone()
+            out = activate_in_place(activation, hidden)
+        assert torch.equal(out, expected)
+        if not isinstance(activation, nn.GELU):
+            assert out.data_ptr() == hidden.data_ptr()  # written over the temporary
+        tracked = x.clone()  # the slope needs its gradient: no in-place shortcut
+        out = activate_in_place(activation, tracked)
+        assert out.data_ptr() != tracked.data_ptr() or not list(activation.parameters())
+    prelu = PReLU()
+    activate_in_place(prelu, -x.clone()).sum().backward()
+    assert prelu.weight.grad is not None

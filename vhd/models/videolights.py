@@ -44,6 +44,7 @@ from vhd.models.layers.dropout import Dropout
 from vhd.models.layers.encoder import EncoderLayer
 from vhd.models.layers.mlp import (
     MLP,
+    activate_in_place,
     input_projection,
     make_activation,
     pointwise,
@@ -173,12 +174,13 @@ class BiCMFLayer(nn.Module):
         video: Tensor,
         text: Tensor,
         video_pos: Tensor,
-        text_pos: Tensor,
+        text_pos: Tensor | None,
         video_pad: Tensor,
         text_pad: Tensor,
     ) -> Tensor:
         """(B, Lv, d) video, (B, Lt, d) text, positions, padding (True = pad) -> (B, Lv, d)."""
-        video_key, text_key = video + video_pos, text + text_pos
+        video_key = video + video_pos
+        text_key = text if text_pos is None else text + text_pos  # None: zero positions
         video_text_mask = padded_pair_mask(video_pad, text_pad, self.num_heads, self.mask_mode)
         text_video_mask = padded_pair_mask(text_pad, video_pad, self.num_heads, self.mask_mode)
         attended = multihead_attention(
@@ -193,7 +195,8 @@ class BiCMFLayer(nn.Module):
             self.fusion, video_t, text_v, text_v, text_pad, video_text_mask
         )
         fused = self.norm3(video_t + self.linear3(self.dropout(attended)))
-        hidden = self.linear5(self.dropout(self.activation(self.linear4(fused))))
+        hidden = activate_in_place(self.activation, self.linear4(fused))
+        hidden = self.linear5(self.dropout(hidden))
         return self.norm4(hidden + self.dropout(hidden))
 
 
@@ -328,7 +331,7 @@ class VideoLightsNet(nn.Module):
         video_pos: Tensor,
         text: Tensor,
         text_mask: Tensor,
-        text_pos: Tensor,
+        text_pos: Tensor | None,
     ) -> tuple[Tensor, Tensor]:
         """Bi-CMF then the encoder on [global token; clips] -> clip memory M, global token g."""
         for layer in self.bicmf:
@@ -365,7 +368,7 @@ class VideoLightsNet(nn.Module):
             projected if self.fra is None else self.fra(projected, text, video_mask, text_mask)
         )
         video_pos = video_sine_positions(video_mask, self.hidden_dim).to(refined.dtype)
-        text_pos = self.text_positions(text) if self.use_text_positions else torch.zeros_like(text)
+        text_pos = self.text_positions(text) if self.use_text_positions else None  # zeros
         memory, global_token = self.encode(
             refined, video_mask, video_pos, text, text_mask, text_pos
         )

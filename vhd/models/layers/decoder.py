@@ -15,7 +15,7 @@ from torch import Tensor, nn
 from vhd.models.layers.attention import ProjectedAttention, blocking
 from vhd.models.layers.dropout import Dropout
 from vhd.models.layers.dropout import dropout as fast_dropout
-from vhd.models.layers.mlp import MLP, make_activation
+from vhd.models.layers.mlp import MLP, activate_in_place, make_activation
 from vhd.models.layers.position import span_sine_embedding
 
 
@@ -112,7 +112,8 @@ class AnchorDecoderLayer(nn.Module):
             content, self.ca_qpos_sine_proj(query_sine), memory, key_pos, pos_index, memory_padding
         )
         target = self.norm2(target + self.dropout2(attended))
-        hidden = self.linear2(self.dropout(self.activation(self.linear1(target))))
+        hidden = activate_in_place(self.activation, self.linear1(target))
+        hidden = self.linear2(self.dropout(hidden))
         return self.norm3(target + self.dropout3(hidden))
 
     def cross_attention(

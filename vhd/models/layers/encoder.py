@@ -6,7 +6,7 @@ from torch import Tensor, nn
 
 from vhd.models.layers.attention import multihead_attention
 from vhd.models.layers.dropout import Dropout
-from vhd.models.layers.mlp import make_activation
+from vhd.models.layers.mlp import activate_in_place, make_activation
 
 
 class EncoderLayer(nn.Module):
@@ -31,5 +31,6 @@ class EncoderLayer(nn.Module):
         query = key = x + pos
         attended = multihead_attention(self.self_attn, query, key, x, key_padding_mask=padding)
         x = self.norm1(x + self.dropout1(attended))
-        hidden = self.linear2(self.dropout(self.activation(self.linear1(x))))
+        hidden = activate_in_place(self.activation, self.linear1(x))
+        hidden = self.linear2(self.dropout(hidden))
         return self.norm2(x + self.dropout2(hidden))

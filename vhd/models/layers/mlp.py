@@ -110,6 +110,22 @@ class PReLU(nn.PReLU):
         return _ScalarPReLU.apply(x, self.weight)
 
 
+def activate_in_place(activation: nn.Module, hidden: Tensor) -> Tensor:
+    """``activation(hidden)`` written over ``hidden`` (a temporary nobody else reads, such as a
+    fresh FFN layer output) when no gradient is needed: on the CPU a second activation-sized
+    tensor costs more than the function. ReLU and one-slope PReLU (as ``leaky_relu``, the same
+    numbers); other activations run as they are."""
+    needs_grad = hidden.requires_grad or any(p.requires_grad for p in activation.parameters())
+    if torch.is_grad_enabled() and needs_grad:
+        return activation(hidden)
+    if isinstance(activation, nn.ReLU):
+        return F.relu_(hidden)
+    one_slope = isinstance(activation, nn.PReLU) and activation.num_parameters == 1
+    if one_slope and hidden.device.type == "cpu":  # float() of the slope would wait for a GPU
+        return F.leaky_relu_(hidden, float(activation.weight))
+    return activation(hidden)
+
+
 def make_activation(name: str) -> nn.Module:
     """FFN activations by name; ``prelu`` is a module with one learnable slope (init 0.25)."""
     activations = {"prelu": PReLU, "relu": nn.ReLU, "gelu": nn.GELU}
