@@ -319,6 +319,16 @@ def test_decoder_shares_the_first_layer_queries_only_without_dropout() -> None:
     assert rows == [3]  # training with dropout: a target row per sample
 
 
+def test_saliency_is_the_dot_product_of_projected_clips_and_global_token() -> None:
+    torch.manual_seed(0)
+    net = VideoLightsNet(**TINY)
+    memory, global_token = torch.randn(3, 7, 32), torch.randn(3, 32)
+    clips = net.saliency_clip_proj(memory)
+    query = net.saliency_global_proj(global_token)[:, None]
+    expected = (clips * query).sum(dim=-1) / 32**0.5
+    assert torch.allclose(net.saliency(memory, global_token), expected, atol=1e-5)
+
+
 def test_video_sine_positions() -> None:
     positions = video_sine_positions(torch.tensor([[True, True, True, False]]), dim=256)
     expected = torch.tensor([[0.8660, -0.5], [-0.8660, -0.5], [0.0, 1.0], [0.0, 1.0]])

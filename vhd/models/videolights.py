@@ -345,10 +345,16 @@ class VideoLightsNet(nn.Module):
         return tokens[:, 1:], tokens[:, 0]
 
     def saliency(self, memory: Tensor, global_token: Tensor) -> Tensor:
-        """s_i = <P1 M_i, P2 g> / sqrt(d); padded clips are not masked (release)."""
-        clip = self.saliency_clip_proj(memory)
-        query = self.saliency_global_proj(global_token)[:, None]
-        return (clip * query).sum(dim=-1) / math.sqrt(self.hidden_dim)
+        """s_i = <P1 M_i, P2 g> / sqrt(d); padded clips are not masked (release).
+
+        Computed as ``M_i . (W1^T q) + b1 . q`` with q = P2 g: one d-vector per video instead of
+        projecting every clip (the same function, summed in another order)."""
+        clip_proj = self.saliency_clip_proj
+        query = self.saliency_global_proj(global_token)  # (B, d)
+        direction = query @ clip_proj.weight.to(query.dtype)  # W1^T q, (B, d)
+        offset = query @ clip_proj.bias.to(query.dtype)  # b1 . q, (B,)
+        scores = (memory @ direction[..., None])[..., 0] + offset[:, None]
+        return scores / math.sqrt(self.hidden_dim)
 
     def forward(
         self,
