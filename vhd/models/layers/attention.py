@@ -66,6 +66,8 @@ def padded_pair_mask(
         return None
     if mode != "release":
         raise ValueError(f"unknown Bi-CMF mask mode {mode!r}; use 'release' or 'per-sample'")
+    if blocking(query_pad) is None or blocking(key_pad) is None:
+        return None  # no pair of padded positions (checked on the CPU only)
     pairs = query_pad[:, :, None] & key_pad[:, None, :]
     return blocking(pairs.repeat(num_heads, 1, 1))
 
