@@ -177,11 +177,18 @@ def attention_math(
     heads = module.num_heads
     q, k, v = (_heads(x, heads) for x in in_projections(module, query, key, value))
     scores = (q * (1.0 / math.sqrt(q.shape[-1]))) @ k.transpose(-2, -1)  # (B, h, Lq, Lk)
-    blocked = _blocked_pairs(key_padding_mask, attn_mask, heads)
-    if blocked is not None:
-        scores = scores.masked_fill(blocked, float("-inf"))
-    weights = scores.softmax(dim=-1)
-    if blocked is not None:
-        weights = weights.masked_fill(blocked.all(dim=-1, keepdim=True), 0.0)
+    weights = masked_softmax(scores, _blocked_pairs(key_padding_mask, attn_mask, heads))
     attended = fast_dropout(weights, dropout_p) @ v  # (B, h, Lq, d_head)
     return module.out_proj(attended.transpose(1, 2).flatten(2))
+
+
+def masked_softmax(scores: Tensor, blocked: Tensor | None) -> Tensor:
+    """Softmax over the last dim of ``scores`` without the ``blocked`` entries (True, broadcast);
+    a row with every entry blocked gets zeros (as torch's safe softmax), not NaN. ``blocked``
+    of (B, Lk) key padding is read as (B, 1, 1, Lk)."""
+    if blocked is None:
+        return scores.softmax(dim=-1)
+    if blocked.dim() == 2:
+        blocked = blocked[:, None, None, :]
+    weights = scores.masked_fill(blocked, float("-inf")).softmax(dim=-1)
+    return weights.masked_fill(blocked.all(dim=-1, keepdim=True), 0.0)

@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from vhd.models.layers.attention import ProjectedAttention, blocking
+from vhd.models.layers.attention import ProjectedAttention, blocking, masked_softmax
 from vhd.models.layers.dropout import Dropout
 from vhd.models.layers.dropout import dropout as fast_dropout
 from vhd.models.layers.mlp import MLP, activate_in_place, make_activation
@@ -135,55 +135,65 @@ class AnchorDecoderLayer(nn.Module):
         order) with about half the multiply-adds and no per-head key and value copies.
         ``content`` and ``sine`` may have one row for all samples (``share_first_queries``).
         """
+        scores = self.cross_scores(content, sine, memory, key_pos, pos_index)
+        weights = masked_softmax(scores, blocking(memory_padding))
+        weights = fast_dropout(weights, self.cross_attn.dropout, self.training)
+        # values after attending: (A_h M) Wv_h^T + (sum_j A_hj) bv_h
+        batch, heads, queries, length = weights.shape
+        values = self.ca_v_proj
+        mixed = (weights.reshape(batch, heads * queries, length) @ memory).view(
+            batch, heads, queries, -1
+        )
+        mixed = mixed.transpose(0, 1).flatten(1, 2)  # (h, B * Q, d)
+        head_dim = values.out_features // heads
+        attended = torch.bmm(mixed, values.weight.view(heads, head_dim, -1).transpose(1, 2))
+        total = weights.sum(dim=-1).transpose(0, 1).reshape(heads, batch * queries, 1)
+        attended = attended + total * values.bias.view(heads, 1, head_dim)  # (h, B * Q, e)
+        attended = _per_sample(attended, batch).transpose(1, 2).flatten(2)  # (B, Q, d)
+        return self.cross_attn.out_proj(attended)
+
+    def cross_scores(
+        self,
+        content: Tensor,
+        sine: Tensor,
+        memory: Tensor,
+        key_pos: Tensor,
+        pos_index: Tensor | None,
+    ) -> Tensor:
+        """The (B, h, Q, L) scaled scores of ``cross_attention``."""
         rows, queries, dim = content.shape  # rows: B, or 1 for queries shared by all samples
         batch, length = memory.shape[:2]
         heads = self.num_heads
-        head_dim = dim // heads
-
-        def per_head(x: Tensor) -> Tensor:  # (rows, Q, d) -> (h, rows * Q, e), a view
-            return x.reshape(rows * queries, heads, head_dim).transpose(0, 1)
-
-        def per_sample(x: Tensor) -> Tensor:  # (h, rows * Q, n) -> (rows, h, Q, n), a view
-            return x.view(heads, rows, queries, -1).transpose(0, 1)
-
-        keys, values = self.ca_kcontent_proj, self.ca_v_proj
-        position = sine + content if self.ca_qpos_proj is not None else sine  # first layer: the
-        # content keys carry the positions too
+        keys = self.ca_kcontent_proj
+        # first layer: the content keys carry the positions too
+        position = sine + content if self.ca_qpos_proj is not None else sine
         # content part in memory space: (c_h Wk_h) . M_j, then + c_h . bk_h
-        in_memory = torch.bmm(per_head(content), keys.weight.view(heads, head_dim, dim))
-        in_memory = per_sample(in_memory).reshape(rows, heads * queries, dim)
+        in_memory = torch.bmm(_per_head(content, heads), keys.weight.view(heads, -1, dim))
+        in_memory = _per_sample(in_memory, rows).reshape(rows, heads * queries, dim)
         scores = (in_memory @ memory.transpose(1, 2)).view(batch, heads, queries, length)
-        scores = scores + per_sample(
-            (per_head(content) * keys.bias.view(heads, 1, head_dim)).sum(dim=-1, keepdim=True)
-        )
+        key_bias = _per_head(content, heads) * keys.bias.view(heads, 1, -1)
+        scores = scores + _per_sample(key_bias.sum(dim=-1, keepdim=True), rows)
         # position part per head: p_h . kp_h(j), for the distinct position rows
         if pos_index is not None and len(key_pos) == 1:
-            pos_keys = key_pos[0].view(length, heads, head_dim).permute(1, 2, 0)  # (h, e, L)
-            scores = scores + per_sample(torch.bmm(per_head(position), pos_keys))
+            pos_keys = key_pos[0].view(length, heads, -1).permute(1, 2, 0)  # (h, e, L)
+            positional = _per_sample(torch.bmm(_per_head(position, heads), pos_keys), rows)
         else:
             pos_keys = key_pos if pos_index is None else key_pos[pos_index]
-            scores = scores + position.view(rows, queries, heads, head_dim).transpose(
-                1, 2
-            ) @ pos_keys.view(batch, length, heads, head_dim).permute(0, 2, 3, 1)
-        scores = scores * (2 * head_dim) ** -0.5
-        padding = blocking(memory_padding)
-        if padding is None:
-            weights = scores.softmax(dim=-1)
-        else:
-            padding = padding[:, None, None, :]
-            weights = scores.masked_fill(padding, float("-inf")).softmax(dim=-1)
-            weights = weights.masked_fill(padding.all(dim=-1, keepdim=True), 0.0)  # no valid clip
-        weights = fast_dropout(weights, self.cross_attn.dropout, self.training)
-        # values after attending: (A_h M) Wv_h^T + (sum_j A_hj) bv_h
-        mixed = (weights.reshape(batch, heads * queries, length) @ memory).view(
-            batch, heads, queries, dim
-        )
-        mixed = mixed.transpose(0, 1).reshape(heads, batch * queries, dim)
-        attended = torch.bmm(mixed, values.weight.view(heads, head_dim, dim).transpose(1, 2))
-        total = weights.sum(dim=-1).transpose(0, 1).reshape(heads, batch * queries, 1)
-        attended = attended + total * values.bias.view(heads, 1, head_dim)  # (h, B * Q, e)
-        attended = attended.view(heads, batch, queries, head_dim).permute(1, 2, 0, 3)
-        return self.cross_attn.out_proj(attended.reshape(batch, queries, dim))
+            pos_keys = pos_keys.view(batch, length, heads, -1).permute(0, 2, 3, 1)  # (B, h, e, L)
+            positional = position.view(rows, queries, heads, -1).transpose(1, 2) @ pos_keys
+        return (scores + positional) * (2 * dim // heads) ** -0.5
+
+
+def _per_head(x: Tensor, heads: int) -> Tensor:
+    """(R, Q, d) -> (h, R * Q, d / h), a view."""
+    rows, queries, dim = x.shape
+    return x.reshape(rows * queries, heads, dim // heads).transpose(0, 1)
+
+
+def _per_sample(x: Tensor, rows: int) -> Tensor:
+    """(h, R * Q, n) -> (R, h, Q, n), a view."""
+    heads, total, width = x.shape
+    return x.view(heads, rows, total // rows, width).transpose(0, 1)
 
 
 class AnchorDecoder(nn.Module):
