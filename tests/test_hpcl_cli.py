@@ -157,6 +157,11 @@ def test_launcher_prints_the_per_domain_table_and_the_average(
     assert [line.split()[0] for line in table[1:]] == [*chosen, "average"]
     printed = [float(line.split()[1]) for line in table[1:]]
     assert printed == pytest.approx([*values, np.mean(values)], abs=1e-4)
+    for name in chosen:  # each run's own result file, from which --collect builds the table
+        result = json.loads((tmp_path / "domains" / name / "result.json").read_text())
+        assert result == summary["domains"][name]
+    assert main(["domains", "--collect", str(tmp_path / "domains"), "--domains", *chosen]) == 0
+    assert capsys.readouterr().out.strip().splitlines() == table
 
 
 def write_real_layout(

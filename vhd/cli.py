@@ -18,6 +18,7 @@ TOOLS = {
     "eval": "vhd.metrics.evaluate",
     "synth": "vhd.datamodules.synthetic",
     "domains": "vhd.launch.domains",
+    "slurm": "vhd.launch.slurm",
 }
 
 

@@ -16,6 +16,7 @@ from torch import Tensor
 class Meta(TypedDict, total=False):
     """Per-item bookkeeping that travels with a batch but never enters a model's forward."""
 
+    index: int  # position in its split: metrics put DDP-gathered rows back in this order
     qid: int | str  # query id (moment datasets) or video id (highlight datasets)
     vid: str
     query: str

@@ -14,6 +14,7 @@ from typing import Any, ClassVar, Literal
 
 import lightning as L
 import numpy as np
+import torch
 from torch.utils.data import DataLoader, Dataset
 
 from vhd.datamodules.annotations import source
@@ -25,6 +26,8 @@ from vhd.datamodules.features import (
     FeatureStore,
     load_concatenated,
 )
+from vhd.datamodules.samplers import evaluation_sampler, training_sampler
+from vhd.seeding import run_seed
 from vhd.types import Batch
 
 log = logging.getLogger("vhd.datamodules")
@@ -137,6 +140,8 @@ class VHDDataModule(L.LightningDataModule):
     """
 
     synthetic_kind: str = ""
+    # under DDP a split smaller than the number of processes leaves some with no evaluation item
+    allow_zero_length_dataloader_with_multiple_devices = True
     # e.g. {"test": "val"} where a benchmark has no separate test split
     split_aliases: ClassVar[dict[str, str]] = {}
 
@@ -173,14 +178,21 @@ class VHDDataModule(L.LightningDataModule):
         raise NotImplementedError
 
     def _loader(self, split: str, batch_size: int, shuffle: bool = False) -> DataLoader[Batch]:
+        """``shuffle``: the (seed, epoch) training order; otherwise file order, split over
+        processes without repeats (see ``vhd.datamodules.samplers``)."""
         split = self.split_aliases.get(split, split)
         if split not in self.datasets:
             self.datasets[split] = self._build(split)
+        dataset = self.datasets[split]
+        sample = training_sampler if shuffle else evaluation_sampler
         workers = self.hparams.num_workers
         return DataLoader(
-            self.datasets[split],
+            dataset,
             batch_size=batch_size,
-            shuffle=shuffle,
+            sampler=sample(dataset, self.trainer),  # type: ignore[arg-type]
+            # the loader's own seed draws (worker seeds) leave the global generators alone, so
+            # the epoch's draws follow ``seed_epoch`` whenever Lightning starts the iterator
+            generator=torch.Generator().manual_seed(run_seed()),
             num_workers=workers,
             pin_memory=self.hparams.pin_memory,
             persistent_workers=workers > 0,

@@ -185,6 +185,7 @@ class HighlightDataset(Dataset):
             arrays["audio"] = self.audio.load(vid)[:num_clips]
         meta: dict[str, Any] = {
             "qid": record.get("qid", vid),
+            "index": index,  # position in the split: evaluation order under DDP
             "vid": vid,
             "query": record.get("query", entry["domain"]),
             "duration": float(record.get("duration", num_clips * self.clip_len)),

@@ -143,6 +143,7 @@ class MomentDataset(Dataset):
             "query": torch.from_numpy(self.text.load(str(record["qid"]))),
             "meta": {
                 "qid": record["qid"],
+                "index": index,  # position in the split: evaluation order under DDP
                 "vid": record["vid"],
                 "query": record.get("query", ""),
                 "duration": float(record["duration"]),

@@ -78,6 +78,7 @@ class UnlabeledDataset(Dataset):
         record = self.records[vid]
         item["meta"] = {
             "qid": vid,
+            "index": index,  # position in the split: evaluation order under DDP
             "vid": vid,
             "query": "",
             "duration": float(record.get("duration", num_steps / self.fps)),

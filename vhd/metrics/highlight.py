@@ -2,7 +2,8 @@
 YouTube Highlights mAP and TVSum top-5 mAP (UMT), per domain.
 
 Per-query (per-video) results are ``cat`` list states, so DDP gathers every rank's rows and
-``compute`` averages them as the official scripts do. Domains travel as fixed-width byte codes, a
+``compute`` averages them as the official scripts do, in split order (``vhd.metrics.order``), so
+DDP gives the single-process figures to the last digit. Domains travel as fixed-width byte codes, a
 tensor like any other.
 """
 
@@ -14,9 +15,9 @@ from typing import Any, ClassVar
 import numpy as np
 import torch
 from torchmetrics import Metric
-from torchmetrics.utilities import dim_zero_cat
 
 from vhd.metrics import functional as F
+from vhd.metrics.order import in_split_order, row_positions
 from vhd.types import Prediction
 
 
@@ -37,20 +38,29 @@ class QVHighlightsSaliencyMetric(Metric):
         super().__init__(**kwargs)
         self.add_state("ap", default=[], dist_reduce_fx="cat")
         self.add_state("hit", default=[], dist_reduce_fx="cat")
+        self.add_state("order", default=[], dist_reduce_fx="cat")
 
     def update(
-        self, predictions: Sequence[Prediction], ground_truth: Sequence[Mapping[str, Any]]
+        self,
+        predictions: Sequence[Prediction],
+        ground_truth: Sequence[Mapping[str, Any]],
+        order: Sequence[int] | None = None,
     ) -> None:
-        pairs = [(p, g) for p, g in F.pair_by_qid(predictions, ground_truth) if F.has_saliency(g)]
+        """``order``: the records' positions in the split (default: after the rows seen)."""
+        rated = [F.has_saliency(g) for g in ground_truth]
+        paired = F.pair_by_qid(predictions, ground_truth)
+        pairs = [pair for pair, keep in zip(paired, rated, strict=True) if keep]
         if not pairs:
             return
+        positions = row_positions(order, self.order, len(ground_truth), self.device)
+        self.order.append(positions[torch.as_tensor(rated, device=self.device)])
         ap, hit = F.saliency_rows(pairs)
         self.ap.append(torch.as_tensor(ap, dtype=torch.float64, device=self.device))
         self.hit.append(torch.as_tensor(hit, dtype=torch.float64, device=self.device))
 
     def compute(self) -> dict[str, torch.Tensor]:
         if len(self.ap):  # a list before DDP sync, one tensor after
-            ap, hit = (dim_zero_cat(state).cpu().numpy() for state in (self.ap, self.hit))
+            ap, hit = in_split_order(self.order, self.ap, self.hit)
         else:
             ap, hit = F.saliency_rows([])
         summary = F.summarize_saliency(ap, hit)
@@ -70,21 +80,30 @@ class _PerVideoMetric(Metric):
         super().__init__(**kwargs)
         self.add_state("values", default=[], dist_reduce_fx="cat")
         self.add_state("domains", default=[], dist_reduce_fx="cat")
+        self.add_state("order", default=[], dist_reduce_fx="cat")
 
     def update(
-        self, predictions: Sequence[Prediction], ground_truth: Sequence[Mapping[str, Any]]
+        self,
+        predictions: Sequence[Prediction],
+        ground_truth: Sequence[Mapping[str, Any]],
+        order: Sequence[int] | None = None,
     ) -> None:
+        """``order``: the records' positions in the split (default: after the rows seen)."""
         pairs = F.pair_by_qid(predictions, ground_truth)
         if not pairs:
             return
+        self.order.append(row_positions(order, self.order, len(pairs), self.device))
         values = [type(self).video_ap(p["pred_saliency_scores"], g) for p, g in pairs]
         codes = np.stack([F.encode_domain(F.video_domain(g)) for _, g in pairs])
         self.values.append(torch.as_tensor(values, dtype=torch.float64, device=self.device))
         self.domains.append(torch.as_tensor(codes, device=self.device))
 
     def compute(self) -> dict[str, torch.Tensor]:
-        values = dim_zero_cat(self.values).cpu().numpy() if len(self.values) else np.zeros(0)
-        codes = dim_zero_cat(self.domains).cpu().numpy() if len(self.domains) else []
+        values, codes = (
+            in_split_order(self.order, self.values, self.domains)
+            if len(self.values)
+            else (np.zeros(0), [])
+        )
         domains = [F.decode_domain(code) for code in codes]
         summary = F.summarize_domains(values, domains, self.name)
         return {key: torch.tensor(value, dtype=torch.float64) for key, value in summary.items()}

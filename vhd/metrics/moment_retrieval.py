@@ -3,8 +3,9 @@
 Each query becomes one row per length bucket (in bucket?, AP per IoU threshold, top-1 IoU; see
 ``functional.moment_query``). The rows are ``cat`` list states: DDP gathers every rank's queries
 and ``compute`` averages them exactly as the official script averages queries, so a distributed
-run gives the single-pass figures. (A DistributedSampler that pads the last batch repeats a few
-queries; validate with ``use_distributed_sampler=False`` or an even split to score each once.)
+run gives the single-pass figures: rows are put back in split order first (``vhd.metrics.order``),
+and vhd's evaluation sampler visits each query once (a padding DistributedSampler would repeat a
+few).
 """
 
 from __future__ import annotations
@@ -14,9 +15,9 @@ from typing import Any
 
 import torch
 from torchmetrics import Metric
-from torchmetrics.utilities import dim_zero_cat
 
 from vhd.metrics import functional as F
+from vhd.metrics.order import in_split_order, row_positions
 from vhd.types import Prediction
 
 # What ``compute`` reports per protocol; ``functional.moment_retrieval`` has every bucket's figures.
@@ -64,14 +65,20 @@ class MomentRetrievalMetric(Metric):
         self.add_state("in_bucket", default=[], dist_reduce_fx="cat")
         self.add_state("ap", default=[], dist_reduce_fx="cat")
         self.add_state("top1_iou", default=[], dist_reduce_fx="cat")
+        self.add_state("order", default=[], dist_reduce_fx="cat")
 
     def update(
-        self, predictions: Sequence[Prediction], ground_truth: Sequence[Mapping[str, Any]]
+        self,
+        predictions: Sequence[Prediction],
+        ground_truth: Sequence[Mapping[str, Any]],
+        order: Sequence[int] | None = None,
     ) -> None:
-        """Score a batch; ``ground_truth`` are the raw annotation records, matched by qid."""
+        """Score a batch; ``ground_truth`` are the raw annotation records, matched by qid;
+        ``order`` their positions in the split (default: after the rows seen so far)."""
         pairs = F.pair_by_qid(predictions, ground_truth)
         if not pairs:
             return
+        self.order.append(row_positions(order, self.order, len(pairs), self.device))
         rows = F.moment_rows(pairs, self.dataset, self.max_windows)
         for state, value in zip((self.in_bucket, self.ap, self.top1_iou), rows, strict=True):
             state.append(torch.as_tensor(value, dtype=torch.float64, device=self.device))
@@ -79,9 +86,8 @@ class MomentRetrievalMetric(Metric):
     def compute(self) -> dict[str, torch.Tensor]:
         buckets = tuple(self.protocol["buckets"])
         if len(self.in_bucket):  # a list before DDP sync, one tensor after
-            in_bucket, ap, top1_iou = (
-                dim_zero_cat(state).cpu().numpy()
-                for state in (self.in_bucket, self.ap, self.top1_iou)
+            in_bucket, ap, top1_iou = in_split_order(
+                self.order, self.in_bucket, self.ap, self.top1_iou
             )
         else:
             in_bucket, ap, top1_iou = F.moment_rows([], self.dataset)

@@ -8,16 +8,24 @@ written.
 
 from __future__ import annotations
 
+import warnings
+from collections.abc import Iterable
 from typing import Any
 
 import lightning as L
 import torch
 from lightning.pytorch.callbacks import Callback, ModelCheckpoint
+from lightning.pytorch.utilities.rank_zero import rank_zero_info
 from torch import nn
 
 from vhd.callbacks import BestCheckpoint
+from vhd.seeding import run_seed, seed_epoch
 from vhd.types import Batch, Prediction
 from vhd.writers import SubmissionWriter
+
+# Evaluation figures are logged from every process after torchmetrics has synchronised them, so
+# they are equal everywhere; Lightning's advice to reduce them again does not apply.
+warnings.filterwarnings("ignore", message=r"It is recommended to use `self\.log\('(val|test)/")
 
 # The figure each protocol's models are selected on (Moment-DETR's default for QVHighlights).
 MAIN_METRIC = {
@@ -61,6 +69,13 @@ class VHDModule(L.LightningModule):
         self.metrics: nn.ModuleDict | None = None
         self.protocol: str | None = None
 
+    def keep_out_of_gradient(self, modules: Iterable[nn.Module]) -> None:
+        """Parameters that no loss reaches in this configuration keep their place in the state
+        dict (checkpoints load either way) but take no gradient. DDP requires every trainable
+        parameter to receive one, and ``find_unused_parameters`` would cost every step."""
+        for module in modules:
+            module.requires_grad_(False)
+
     # -- what subclasses provide -------------------------------------------------------------
     def predict_batch(self, batch: Batch) -> list[Prediction]:
         raise NotImplementedError
@@ -94,8 +109,9 @@ class VHDModule(L.LightningModule):
             )
         predictions = self.predict_batch(batch)
         ground_truth = [meta["annotation"] for meta in batch["meta"]]
+        order = [meta["index"] for meta in batch["meta"]]
         for metric in self.metrics.values():
-            metric.update(predictions, ground_truth)
+            metric.update(predictions, ground_truth, order)
 
     def _log_metrics(self, prefix: str) -> dict[str, float]:
         assert self.metrics is not None
@@ -133,6 +149,16 @@ class VHDModule(L.LightningModule):
     def predict_step(self, batch: Batch, batch_idx: int) -> list[Prediction]:
         self._check_input_dims(batch)
         return self.predict_batch(batch)
+
+    def on_train_start(self) -> None:
+        if self.trainer.ckpt_path:
+            rank_zero_info(
+                f"vhd: resumed from {self.trainer.ckpt_path}: training goes on at epoch "
+                f"{self.current_epoch} (global step {self.global_step})"
+            )
+
+    def on_train_epoch_start(self) -> None:
+        seed_epoch(run_seed(), self.current_epoch, self.global_rank)  # see vhd/seeding.py
 
     def on_train_batch_start(self, batch: Batch, batch_idx: int) -> None:
         if batch_idx == 0:

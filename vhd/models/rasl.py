@@ -354,6 +354,12 @@ class RASL(VHDModule):
         self.branches = nn.ModuleDict(
             {name: Branch(dim, **shape) for name, dim in branch_dims.items()}
         )
+        if not kpoint_contrast:  # eta is then the mean of the top-k activations
+            self.keep_out_of_gradient(
+                projection
+                for branch in self.branches.values()
+                for projection in (branch.project_top, branch.project_bottom)
+            )
         self.scoring_branch = "fused" if fusion != "scl" else self.modalities[0]
         self.uses_scl = fusion == "scl" and len(self.modalities) == 2
         self.scl_projections = nn.ModuleDict()

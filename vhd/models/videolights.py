@@ -404,6 +404,17 @@ class VideoLightsNet(nn.Module):
             output.proj_video = F.normalize(self.contrastive["video"](memory), dim=-1)
         return output
 
+    def unused_modules(self, alignment_loss: str) -> list[nn.Module]:
+        """Modules no loss reaches in this configuration; the release has them too, so they stay
+        in the state dict. The release's alignment loss reads the query and text projections,
+        the paper's L_sym the video and text ones."""
+        unused: list[nn.Module] = [layer.norm2 for layer in self.bicmf]
+        if not self.use_text_positions:
+            unused.append(self.text_positions)
+        if self.contrastive is not None:
+            unused.append(self.contrastive["video" if alignment_loss == "release" else "query"])
+        return unused
+
 
 # -- official checkpoints --------------------------------------------------------------------------
 OFFICIAL_RENAMES = (  # (release prefix, ours), first match wins
@@ -695,6 +706,7 @@ class VideoLights(VHDModule):
                 if name in hp
             },
         )
+        self.keep_out_of_gradient(self.net.unused_modules(alignment_loss))
 
     def input_dims(self) -> dict[str, int]:
         return {"video": self.hparams.video_dim, "query": self.hparams.text_dim}
