@@ -6,10 +6,13 @@ plugs into the same entry point: ``vhd fit --config configs/videolights_qv.yaml`
 
 from __future__ import annotations
 
+from typing import Any
+
 import lightning as L
-from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
+from lightning.pytorch.cli import LightningArgumentParser, LightningCLI, SaveConfigCallback
 
 from vhd.models.base import VHDModule
+from vhd.tracking import LogConfig, place_loggers
 
 TRAINER_DEFAULTS = {
     "trainer.logger": {
@@ -25,10 +28,30 @@ class VHDCLI(LightningCLI):
 
     ``ModelCheckpoint`` on the model's main validation metric comes from
     ``VHDModule.configure_callbacks`` (the metric name depends on the datamodule's protocol).
+    Loggers left without ``save_dir``/``name`` go to the run folder under the run's name, and the
+    resolved config reaches W&B runs (``vhd.tracking``).
     """
+
+    def __init__(
+        self,
+        *args: Any,
+        save_config_callback: type[SaveConfigCallback] | None = LogConfig,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(*args, save_config_callback=save_config_callback, **kwargs)
 
     def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
         parser.set_defaults(TRAINER_DEFAULTS)
+        parser.add_argument(
+            "--name",
+            type=str | None,
+            default=None,
+            help="the run's name in trackers (W&B); default: the first --config's file name",
+        )
+
+    def before_instantiate_classes(self) -> None:
+        # Loggers are built before the trainer: give them its run folder now.
+        place_loggers(self.config.get(str(self.subcommand), self.config))
 
 
 def make_cli(args: list[str] | None) -> VHDCLI:

@@ -140,8 +140,6 @@ class VHDDataModule(L.LightningDataModule):
     """
 
     synthetic_kind: str = ""
-    # under DDP a split smaller than the number of processes leaves some with no evaluation item
-    allow_zero_length_dataloader_with_multiple_devices = True
     # e.g. {"test": "val"} where a benchmark has no separate test split
     split_aliases: ClassVar[dict[str, str]] = {}
 
@@ -184,12 +182,16 @@ class VHDDataModule(L.LightningDataModule):
         if split not in self.datasets:
             self.datasets[split] = self._build(split)
         dataset = self.datasets[split]
-        sample = training_sampler if shuffle else evaluation_sampler
+        sampler = (
+            training_sampler(dataset, self.trainer)
+            if shuffle
+            else evaluation_sampler(dataset, self.trainer, batch_size)
+        )
         workers = self.hparams.num_workers
         return DataLoader(
             dataset,
             batch_size=batch_size,
-            sampler=sample(dataset, self.trainer),  # type: ignore[arg-type]
+            sampler=sampler,
             # the loader's own seed draws (worker seeds) leave the global generators alone, so
             # the epoch's draws follow ``seed_epoch`` whenever Lightning starts the iterator
             generator=torch.Generator().manual_seed(run_seed()),

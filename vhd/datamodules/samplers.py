@@ -2,8 +2,9 @@
 
 The training order is a function of (seed, epoch) alone, so a run resumed from ``last.ckpt`` sees
 the batches an uninterrupted run sees. Evaluation visits every item exactly once over all
-processes (no padding repeats), so ``vhd validate`` / ``test`` / ``predict`` under DDP score and
-write what one process does. Both are ``DistributedSampler``s, which Lightning leaves in place.
+processes, in the batches one process forms, so ``vhd validate`` / ``test`` / ``predict`` under
+DDP score and write what one process does. Both are ``DistributedSampler``s, which Lightning
+leaves in place.
 """
 
 from __future__ import annotations
@@ -33,25 +34,34 @@ def training_sampler(dataset: Dataset, trainer: L.Trainer | None) -> Distributed
     )
 
 
-class EveryItemOnce(DistributedSampler):
-    """Items ``rank, rank + world, ...``: each exactly once over all processes, in file order.
+class WholeBatches(DistributedSampler):
+    """The batches one process would form, dealt out whole: batch ``b`` of the split goes to
+    process ``b mod world``. Each item is scored in a batch of the same items, hence with the
+    same padding, as with one process, so the numbers agree to the last digit (a model's output
+    for an item can depend in its last bits on what it is batched with).
 
-    Unlike ``DistributedSampler`` it does not repeat items to even out the shares, and unlike
-    Lightning's ``UnrepeatedDistributedSampler`` it allows an empty share (a split smaller than
-    the number of processes); evaluation steps hold no collective operations, so uneven shares
-    are safe.
+    Shares may differ by one batch. Lightning needs a batch on every process, so a process left
+    without one (fewer batches than processes) repeats batch ``rank mod batches``; the metrics
+    and the submission writer keep one row per split position (``meta["index"]``).
     """
 
-    def __init__(self, dataset: Dataset, num_replicas: int, rank: int) -> None:
+    def __init__(self, dataset: Dataset, num_replicas: int, rank: int, batch_size: int) -> None:
         super().__init__(dataset, num_replicas=num_replicas, rank=rank, shuffle=False)
-        self.total_size = len(dataset)  # type: ignore[arg-type]
-        self.num_samples = len(range(rank, self.total_size, num_replicas))
+        size = self.total_size = len(dataset)  # type: ignore[arg-type]
+        batches = [
+            range(start, min(start + batch_size, size)) for start in range(0, size, batch_size)
+        ]
+        mine = batches[rank::num_replicas] or batches[rank % len(batches) :][:1]
+        self.indices = [index for batch in mine for index in batch]
+        self.num_samples = len(self.indices)
 
     def __iter__(self) -> Iterator[int]:
-        return iter(range(self.rank, self.total_size, self.num_replicas))
+        return iter(self.indices)
 
 
-def evaluation_sampler(dataset: Dataset, trainer: L.Trainer | None) -> DistributedSampler | None:
-    """``EveryItemOnce`` under DDP; None (in order) for one process."""
+def evaluation_sampler(
+    dataset: Dataset, trainer: L.Trainer | None, batch_size: int
+) -> DistributedSampler | None:
+    """``WholeBatches`` under DDP; None (in order) for one process."""
     world, rank = _replicas(trainer)
-    return EveryItemOnce(dataset, world, rank) if world > 1 else None
+    return WholeBatches(dataset, world, rank, batch_size) if world > 1 else None

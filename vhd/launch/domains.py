@@ -150,9 +150,12 @@ def run_all(
     overrides: list[str],
 ) -> int:
     """Train and evaluate ``domains`` one after the other in this process."""
-    trainer = config.get("trainer", {})
-    has_logger_dir = "save_dir" in (trainer.get("logger") or {}).get("init_args", {})
+    from vhd.tracking import WandbRun, finish_runs, log_domain_table
+
+    logger = (config.get("trainer") or {}).get("logger")
+    has_logger_dir = isinstance(logger, dict) and "save_dir" in (logger.get("init_args") or {})
     rows: dict[str, dict[str, Any]] = {}
+    tracked: list[WandbRun] = []  # the domains' W&B runs, each ended before the next starts
     for domain in domains:
         rows[domain] = run_domain(
             options.config,
@@ -163,11 +166,14 @@ def run_all(
             overrides,
             has_logger_dir,
         )
+        tracked += finish_runs()
     from lightning.pytorch.utilities.rank_zero import rank_zero_only
 
     summary, table = summarize(rows, options.config, options.select)
     if not options.no_summary and rank_zero_only.rank == 0:
         write_json(run_root / SUMMARY, summary)
+    if tracked and not options.no_summary:  # only rank 0 has W&B runs
+        log_domain_table(tracked[-1], run_root, summary)
     print(table)
     return 0
 

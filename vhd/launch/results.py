@@ -31,7 +31,6 @@ ERROR_LINE = re.compile(r"slurmstepd: error|^[\w.]*(Error|Exception|Interrupt)\b
 
 
 def write_json(path: Path, value: Any) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
     write_text_atomic(path, json.dumps(value, indent=2) + "\n")
 
 

@@ -28,6 +28,7 @@ from vhd.atomic import write_text_atomic
 from vhd.launch.errors import UserError, report
 from vhd.launch.files import make_folder
 from vhd.launch.slurm_options import gpus_per_node, processes_per_node
+from vhd.source import source_version
 
 
 def vhd_executable() -> Path:
@@ -42,23 +43,11 @@ def vhd_executable() -> Path:
 
 def code_version() -> str:
     """The commit of the vhd source tree the job will import, and whether it has changes."""
-    source = Path(__file__).resolve().parents[2]
-
-    def git(*args: str) -> str | None:
-        try:
-            done = subprocess.run(
-                ["git", "-C", str(source), *args], capture_output=True, text=True, timeout=30
-            )
-        except (OSError, subprocess.SubprocessError):
-            return None
-        return done.stdout.strip() if done.returncode == 0 else None
-
-    commit = git("rev-parse", "HEAD")
-    if commit is None:
-        return f"vhd {__version__} at {source} (not a git checkout)"
-    changes = git("status", "--porcelain", "--untracked-files=no")
-    state = "clean" if changes == "" else "dirty: uncommitted changes, not recorded here"
-    return f"{source} at git {commit} ({state})"
+    source = source_version()
+    if source["commit"] is None:
+        return f"vhd {__version__} at {source['path']} (not a git checkout)"
+    state = "dirty: uncommitted changes, not recorded here" if source["dirty"] else "clean"
+    return f"{source['path']} at git {source['commit']} ({state})"
 
 
 @dataclass(frozen=True)

@@ -17,7 +17,7 @@ import torch
 from torchmetrics import Metric
 
 from vhd.metrics import functional as F
-from vhd.metrics.order import in_split_order, row_positions
+from vhd.metrics.order import in_split_order, positions
 from vhd.types import Prediction
 
 
@@ -46,14 +46,14 @@ class QVHighlightsSaliencyMetric(Metric):
         ground_truth: Sequence[Mapping[str, Any]],
         order: Sequence[int] | None = None,
     ) -> None:
-        """``order``: the records' positions in the split (default: after the rows seen)."""
+        """``order``: the records' positions in the split (see ``vhd.metrics.order``)."""
         rated = [F.has_saliency(g) for g in ground_truth]
         paired = F.pair_by_qid(predictions, ground_truth)
         pairs = [pair for pair, keep in zip(paired, rated, strict=True) if keep]
         if not pairs:
             return
-        positions = row_positions(order, self.order, len(ground_truth), self.device)
-        self.order.append(positions[torch.as_tensor(rated, device=self.device)])
+        if (rows := positions(order, len(ground_truth), self.device)) is not None:
+            self.order.append(rows[torch.as_tensor(rated, device=self.device)])
         ap, hit = F.saliency_rows(pairs)
         self.ap.append(torch.as_tensor(ap, dtype=torch.float64, device=self.device))
         self.hit.append(torch.as_tensor(hit, dtype=torch.float64, device=self.device))
@@ -88,11 +88,12 @@ class _PerVideoMetric(Metric):
         ground_truth: Sequence[Mapping[str, Any]],
         order: Sequence[int] | None = None,
     ) -> None:
-        """``order``: the records' positions in the split (default: after the rows seen)."""
+        """``order``: the records' positions in the split (see ``vhd.metrics.order``)."""
         pairs = F.pair_by_qid(predictions, ground_truth)
         if not pairs:
             return
-        self.order.append(row_positions(order, self.order, len(pairs), self.device))
+        if (rows := positions(order, len(pairs), self.device)) is not None:
+            self.order.append(rows)
         values = [type(self).video_ap(p["pred_saliency_scores"], g) for p, g in pairs]
         codes = np.stack([F.encode_domain(F.video_domain(g)) for _, g in pairs])
         self.values.append(torch.as_tensor(values, dtype=torch.float64, device=self.device))

@@ -17,7 +17,7 @@ import torch
 from torchmetrics import Metric
 
 from vhd.metrics import functional as F
-from vhd.metrics.order import in_split_order, row_positions
+from vhd.metrics.order import in_split_order, positions
 from vhd.types import Prediction
 
 # What ``compute`` reports per protocol; ``functional.moment_retrieval`` has every bucket's figures.
@@ -74,11 +74,12 @@ class MomentRetrievalMetric(Metric):
         order: Sequence[int] | None = None,
     ) -> None:
         """Score a batch; ``ground_truth`` are the raw annotation records, matched by qid;
-        ``order`` their positions in the split (default: after the rows seen so far)."""
+        ``order`` their positions in the split (see ``vhd.metrics.order``)."""
         pairs = F.pair_by_qid(predictions, ground_truth)
         if not pairs:
             return
-        self.order.append(row_positions(order, self.order, len(pairs), self.device))
+        if (rows := positions(order, len(pairs), self.device)) is not None:
+            self.order.append(rows)
         rows = F.moment_rows(pairs, self.dataset, self.max_windows)
         for state, value in zip((self.in_bucket, self.ap, self.top1_iou), rows, strict=True):
             state.append(torch.as_tensor(value, dtype=torch.float64, device=self.device))

@@ -20,6 +20,7 @@ from torch import nn
 
 from vhd.callbacks import BestCheckpoint
 from vhd.seeding import run_seed, seed_epoch
+from vhd.tracking import log_final_metrics
 from vhd.types import Batch, Prediction
 from vhd.writers import SubmissionWriter
 
@@ -69,7 +70,7 @@ class VHDModule(L.LightningModule):
         self.metrics: nn.ModuleDict | None = None
         self.protocol: str | None = None
 
-    def keep_out_of_gradient(self, modules: Iterable[nn.Module]) -> None:
+    def keep_out_of_gradient(self, modules: Iterable[nn.Module | nn.Parameter]) -> None:
         """Parameters that no loss reaches in this configuration keep their place in the state
         dict (checkpoints load either way) but take no gradient. DDP requires every trainable
         parameter to receive one, and ``find_unused_parameters`` would cost every step."""
@@ -131,13 +132,22 @@ class VHDModule(L.LightningModule):
         self._evaluate_step(batch)
 
     def on_validation_epoch_end(self) -> None:
-        self._log_metrics("val")
+        results = self._log_metrics("val")
+        if self.trainer.state.fn == "validate" and not self.trainer.sanity_checking:
+            log_final_metrics(self.trainer, "val", results)
+
+    def on_fit_end(self) -> None:
+        """The last validation's figures, the ones a fit ends with, as one table for trackers."""
+        metrics = self.trainer.callback_metrics
+        final = {key: value for key, value in metrics.items() if key.startswith("val/")}
+        log_final_metrics(self.trainer, "val", final)
 
     def test_step(self, batch: Batch, batch_idx: int) -> None:
         self._evaluate_step(batch)
 
     def on_test_epoch_end(self) -> None:
         results = self._log_metrics("test")
+        log_final_metrics(self.trainer, "test", results)
         if self.trainer.is_global_zero and not self.trainer.sanity_checking:
             from rich.console import Console
 

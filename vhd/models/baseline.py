@@ -73,6 +73,14 @@ class SimilarityBaseline(VHDModule):
     def input_dims(self) -> dict[str, int]:
         return {"video": self.hparams.video_dim, "query": self.hparams.text_dim}
 
+    def setup(self, stage: str) -> None:
+        """The data decides which query side trains: its text features (moment datasets, and
+        highlight datasets given ``text_feature_dir``) or the learned query vector."""
+        super().setup(stage)
+        hparams = getattr(getattr(self.trainer, "datamodule", None), "hparams", {})
+        with_text = hparams.get("text_feature_dir") is not None
+        self.keep_out_of_gradient([self.default_query] if with_text else [self.text_proj])
+
     def forward(self, batch: Batch) -> Tensor:
         """Per-clip saliency logits (B, L); padded clips get -inf-like scores."""
         clips = F.normalize(self.video_proj(batch["video"]), dim=-1)
