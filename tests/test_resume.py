@@ -51,6 +51,7 @@ def run_fit(args: list[str]) -> subprocess.Popen[str]:
 
 
 def last_epoch(run: Path) -> int:
+    """The epoch stored in ``last.ckpt`` (-1 before it exists or while it is being replaced)."""
     try:
         return stored_epoch(run / "checkpoints" / "last.ckpt")
     except (FileNotFoundError, RuntimeError, EOFError):  # not yet written, or being replaced

@@ -14,6 +14,7 @@ import pytest
 import torch
 
 from tests.slurm.conftest import SlurmCluster
+from tests.test_resume import final_validation, last_epoch
 
 REPO = Path(__file__).resolve().parents[2]
 VHD = str(Path(sys.executable).parent / "vhd")
@@ -49,22 +50,6 @@ def submit_fit(run: Path, data_root: Path) -> int:
 def job_log(run: Path, job: int) -> str:
     (log,) = (run / "slurm").glob(f"*-{job}.log")
     return log.read_text()
-
-
-def final_validation(run: Path) -> dict[str, str]:
-    """The last validation row of the run's newest CSV log, as logged."""
-    log = max(run.glob("logs/version_*/metrics.csv"), key=lambda path: int(path.parent.name[8:]))
-    header, *rows = (line.split(",") for line in log.read_text().splitlines())
-    validated = [row for row in rows if row[header.index("val/MR-full-mAP")]]
-    return {key: value for key, value in zip(header, validated[-1], strict=True) if value}
-
-
-def last_epoch(run: Path) -> int:
-    """The epoch stored in ``last.ckpt`` (-1 before it exists or while it is being replaced)."""
-    try:
-        return int(torch.load(run / "checkpoints" / "last.ckpt", weights_only=True)["epoch"])
-    except (FileNotFoundError, RuntimeError, EOFError, KeyError):
-        return -1
 
 
 @pytest.fixture(scope="module")
