@@ -39,11 +39,10 @@ def write_result(run_dir: Path, metrics: dict[str, Any]) -> None:
     write_json(run_dir / RESULT, metrics)
 
 
-def format_table(rows: dict[str, dict[str, Any]], metric: str) -> str:
+def format_table(rows: dict[str, dict[str, Any]], metric: str, average: float) -> str:
     width = max(len(name) for name in [*rows, "average"]) + 2
     lines = [f"{'domain':<{width}}{metric}"]
     lines += [f"{name:<{width}}{values[metric]:.4f}" for name, values in rows.items()]
-    average = sum(values[metric] for values in rows.values()) / len(rows)
     lines.append(f"{'average':<{width}}{average:.4f}")
     return "\n".join(lines)
 
@@ -65,7 +64,7 @@ def summarize(
         "average": average,
         "missing": missing or {},
     }
-    return summary, format_table(rows, metric)
+    return summary, format_table(rows, metric, average)
 
 
 def paper_order(domains: Iterable[str]) -> list[str]:
