@@ -255,3 +255,27 @@ def test_rasl_on_two_processes(data: dict[str, Path], tmp_path: Path) -> None:
     )  # fmt: skip
     assert_one_process_figures("test", evaluated, tmp_path)
     assert_one_submission(evaluated, tmp_path, "val")
+
+
+# -- the evaluation sampler ---------------------------------------------------------------------
+@pytest.mark.parametrize(
+    ("size", "batch_size", "world"), [(5, 2, 2), (7, 3, 3), (3, 4, 2), (0, 2, 2)]
+)
+def test_whole_batches_deal_out_the_batches_of_one_process(
+    size: int, batch_size: int, world: int
+) -> None:
+    """Every item in its one-process batch, every process with a batch (a repeated one when
+    there are fewer batches than processes), nothing when the split is empty."""
+    from vhd.datamodules.samplers import WholeBatches
+
+    dataset = list(range(size))
+    one_process = [dataset[start : start + batch_size] for start in range(0, size, batch_size)]
+    shares = [list(WholeBatches(dataset, world, rank, batch_size)) for rank in range(world)]
+    batches = [
+        share[start : start + batch_size]
+        for share in shares
+        for start in range(0, len(share), batch_size)
+    ]
+    assert all(batch in one_process for batch in batches)
+    assert sorted({item for share in shares for item in share}) == dataset
+    assert all(shares) == bool(size)

@@ -51,7 +51,9 @@ class WholeBatches(DistributedSampler):
         batches = [
             range(start, min(start + batch_size, size)) for start in range(0, size, batch_size)
         ]
-        mine = batches[rank::num_replicas] or batches[rank % len(batches) :][:1]
+        mine = batches[rank::num_replicas]
+        if not mine and batches:
+            mine = [batches[rank % len(batches)]]
         self.indices = [index for batch in mine for index in batch]
         self.num_samples = len(self.indices)
 

@@ -52,8 +52,8 @@ class QVHighlightsSaliencyMetric(Metric):
         pairs = [pair for pair, keep in zip(paired, rated, strict=True) if keep]
         if not pairs:
             return
-        if (rows := positions(order, len(ground_truth), self.device)) is not None:
-            self.order.append(rows[torch.as_tensor(rated, device=self.device)])
+        if (where := positions(order, len(ground_truth), self.device)) is not None:
+            self.order.append(where[torch.as_tensor(rated, device=self.device)])
         ap, hit = F.saliency_rows(pairs)
         self.ap.append(torch.as_tensor(ap, dtype=torch.float64, device=self.device))
         self.hit.append(torch.as_tensor(hit, dtype=torch.float64, device=self.device))
@@ -92,8 +92,8 @@ class _PerVideoMetric(Metric):
         pairs = F.pair_by_qid(predictions, ground_truth)
         if not pairs:
             return
-        if (rows := positions(order, len(pairs), self.device)) is not None:
-            self.order.append(rows)
+        if (where := positions(order, len(pairs), self.device)) is not None:
+            self.order.append(where)
         values = [type(self).video_ap(p["pred_saliency_scores"], g) for p, g in pairs]
         codes = np.stack([F.encode_domain(F.video_domain(g)) for _, g in pairs])
         self.values.append(torch.as_tensor(values, dtype=torch.float64, device=self.device))

@@ -78,8 +78,8 @@ class MomentRetrievalMetric(Metric):
         pairs = F.pair_by_qid(predictions, ground_truth)
         if not pairs:
             return
-        if (rows := positions(order, len(pairs), self.device)) is not None:
-            self.order.append(rows)
+        if (where := positions(order, len(pairs), self.device)) is not None:
+            self.order.append(where)
         rows = F.moment_rows(pairs, self.dataset, self.max_windows)
         for state, value in zip((self.in_bucket, self.ap, self.top1_iou), rows, strict=True):
             state.append(torch.as_tensor(value, dtype=torch.float64, device=self.device))
