@@ -146,6 +146,7 @@ class VHDDataModule(L.LightningDataModule):
     def __init__(self) -> None:
         super().__init__()
         self.datasets: dict[str, Dataset] = {}
+        self.feature_manifest: dict[str, Any] | None = None  # from data_root/manifest.json
 
     def synthetic_options(self) -> dict[str, Any]:
         return dict(self.hparams.synthetic or {})
@@ -166,7 +167,34 @@ class VHDDataModule(L.LightningDataModule):
             "predict": [self.predict_split],
         }.get(stage or "fit", ["train", "val", "test"])
 
+    def feature_clip_len(self) -> tuple[float, str]:
+        """Seconds per feature row and the setting that says so, for the manifest check."""
+        return float(self.hparams.clip_len), "data.clip_len"
+
+    def check_manifest(self) -> None:
+        """Features from ``vhd extract`` (a ``manifest.json`` in ``data_root``) must have been made
+        with this clip_len and, when ``feature_recipe`` is set, with that recipe."""
+        from vhd.extract.manifest import check_features, feature_provenance, read_manifest
+
+        manifest = read_manifest(self.hparams.data_root)
+        if manifest is not None:
+            clip_len, setting = self.feature_clip_len()
+            check_features(
+                Path(self.hparams.data_root), manifest, clip_len=clip_len,
+                recipes=self.hparams.feature_recipe, config=setting,
+            )  # fmt: skip
+            self.feature_manifest = feature_provenance(manifest)
+
+    def state_dict(self) -> dict[str, Any]:
+        """Saved in every checkpoint: how the features were made (recipes, clip_len, weights), so
+        ``vhd highlight`` extracts exactly those from a new video."""
+        return {"feature_manifest": self.feature_manifest} if self.feature_manifest else {}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        self.feature_manifest = state_dict.get("feature_manifest")
+
     def setup(self, stage: str | None = None) -> None:
+        self.check_manifest()
         for split in self.stage_splits(stage):
             split = self.split_aliases.get(split, split)
             if split not in self.datasets:

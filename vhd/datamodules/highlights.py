@@ -230,6 +230,9 @@ class HighlightDataModule(LabelledDataModule):
     (packed file under ``cache_dir``, default ``data_root/.feature_cache``). ``synthetic`` (e.g.
     ``{seed: 0, size: tiny}``) generates the embedded synthetic data in the protocol's format into
     ``data_root`` first.
+    ``feature_recipe``: the ``vhd extract`` recipe(s) the features must come from; with a
+    ``manifest.json`` in ``data_root`` (written by ``vhd extract``) its recipe and clip length
+    are checked before training.
     """
 
     synthetic_kind = "highlights"
@@ -267,6 +270,7 @@ class HighlightDataModule(LabelledDataModule):
         num_workers: int = 0,
         pin_memory: bool = False,
         synthetic: dict[str, Any] | None = None,
+        feature_recipe: str | list[str] | None = None,
     ) -> None:
         super().__init__()
         self.save_hyperparameters()

@@ -195,6 +195,9 @@ class MomentDataModule(LabelledDataModule):
     ``"memory"`` or ``"mmap"`` (one packed file per folder under ``cache_dir``, default
     ``data_root/.feature_cache``, built once). ``synthetic`` (e.g. ``{seed: 0, size:
     quickstart}``) generates the embedded synthetic moments data into ``data_root`` on first use.
+    ``feature_recipe``: the ``vhd extract`` recipe(s) the features must come from; with a
+    ``manifest.json`` in ``data_root`` (written by ``vhd extract``) its recipe and clip length
+    are checked before training.
     """
 
     synthetic_kind = "moments"
@@ -228,6 +231,7 @@ class MomentDataModule(LabelledDataModule):
         num_workers: int = 0,
         pin_memory: bool = False,
         synthetic: dict[str, Any] | None = None,
+        feature_recipe: str | list[str] | None = None,
     ) -> None:
         super().__init__()
         self.save_hyperparameters()

@@ -100,6 +100,9 @@ class UnlabeledDataModule(VHDDataModule):
     ``fps`` is that of the visual features (the embedded synthetic data: 0.5, one per 2 s clip).
     ``audio_feature_dirs=[]`` trains on video alone. No evaluation protocol (``protocol=None``):
     RASL is evaluated with ``HighlightDataModule``.
+    ``feature_recipe``: the ``vhd extract`` recipe(s) the features must come from; with a
+    ``manifest.json`` in ``data_root`` (written by ``vhd extract``) its recipe and clip length
+    are checked before training.
     """
 
     synthetic_kind = "unlabeled"
@@ -123,6 +126,7 @@ class UnlabeledDataModule(VHDDataModule):
         num_workers: int = 0,
         pin_memory: bool = False,
         synthetic: dict[str, Any] | None = None,
+        feature_recipe: str | list[str] | None = None,
     ) -> None:
         super().__init__()
         self.save_hyperparameters()
@@ -145,6 +149,9 @@ class UnlabeledDataModule(VHDDataModule):
 
     def stage_splits(self, stage: str | None) -> list[str]:
         return ["train"]
+
+    def feature_clip_len(self) -> tuple[float, str]:
+        return 1.0 / self.hparams.fps, f"1 / data.fps (fps={self.hparams.fps:g})"
 
     def _records(self) -> list[dict[str, Any]]:
         hp = self.hparams

@@ -11,6 +11,8 @@ a clip is its event's prototype + the video's scene + smooth drift + noise.
 - ``highlights`` (YouTube Highlights or TVSum): rare highlight clips of the domain's events; the
   audio echoes them with a lag, and carries what the visual cue misses.
 - ``unlabeled`` (pretraining corpus): the same videos, no labels.
+- ``videos`` (``videos.py``): real mp4 files of moving shapes, each with a planted highlight
+  (a flashing disc and a tone), and annotations in the formats above, for ``vhd extract``.
 
 ``vhd synth --kind ... --out DIR --seed N`` writes one; ``ensure_synthetic`` is what the
 datamodules' ``synthetic`` option calls. Everything is deterministic for ``(world_seed, seed)``.

@@ -17,13 +17,25 @@ from typing import Any
 from rich.progress import track
 
 from vhd.datamodules.synthetic.config import KINDS, SIZES, STYLES, SynthConfig, resolve_config
-from vhd.datamodules.synthetic.highlights import write_highlights, write_unlabeled
+from vhd.datamodules.synthetic.highlights import Progress, write_highlights, write_unlabeled
 from vhd.datamodules.synthetic.moments import write_moments
 
 FORMAT_VERSION = 2
 MANIFEST = "synth.json"
 PACKAGE = Path(__file__).parent
-WRITERS = {"moments": write_moments, "highlights": write_highlights, "unlabeled": write_unlabeled}
+
+
+def write_videos(out: Path, config: SynthConfig, seed: int, progress: Progress) -> None:
+    """The ``videos`` kind: mp4 files + annotations (imported here: PyAV is an optional extra)."""
+    from vhd.datamodules.synthetic.videos import generate_video_dataset
+
+    generate_video_dataset(out, count=config.num_videos, seed=seed, progress=progress)
+
+
+WRITERS = {
+    "moments": write_moments, "highlights": write_highlights, "unlabeled": write_unlabeled,
+    "videos": write_videos,
+}  # fmt: skip
 
 
 def generator_digest() -> str:
@@ -133,6 +145,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--size", choices=list(SIZES), default="quickstart")
     parser.add_argument("--style", choices=STYLES, help="highlights format (default youtube)")
+    parser.add_argument("--count", type=int, help="number of videos (sets num_videos)")
     parser.add_argument(
         "--set", nargs="+", action="extend", default=[], metavar="KEY=VALUE",
         help="override a SynthConfig field, e.g. --set num_videos=50 noise=1.5",
@@ -146,6 +159,8 @@ def main(argv: list[str] | None = None) -> int:
         overrides[key] = _parse_value(value)
     if args.style:
         overrides["style"] = args.style
+    if args.count is not None:
+        overrides["num_videos"] = args.count
     try:
         out = generate(args.kind, args.out, seed=args.seed, size=args.size, **overrides)
     except (ValueError, FileExistsError) as error:

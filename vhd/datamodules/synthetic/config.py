@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, fields, replace
 from typing import Any
 
-KINDS = ("moments", "highlights", "unlabeled")
+KINDS = ("moments", "highlights", "unlabeled", "videos")
 STYLES = ("youtube", "tvsum")
 
 
@@ -28,7 +28,7 @@ class SynthConfig:
     variation: float = 0.5
     scene: float = 0.6
     # moments
-    num_videos: int = 180  # videos of the moments or the unlabeled kind
+    num_videos: int = 180  # videos of the moments, unlabeled or videos kind
     queries_per_video: int = 2
     num_clips: int = 75
     split_fractions: tuple[float, ...] = (2 / 3, 1 / 6, 1 / 6)  # train, val, test videos
@@ -60,6 +60,7 @@ SIZES: dict[str, dict[str, Any]] = {
             "tvsum": dict(num_domains=3, min_clips=12, max_clips=24),
         },
         "unlabeled": dict(num_videos=8, num_domains=10, min_clips=12, max_clips=24),
+        "videos": dict(num_videos=4),
     },
     "quickstart": {
         "moments": {},
@@ -68,6 +69,7 @@ SIZES: dict[str, dict[str, Any]] = {
             "tvsum": dict(min_clips=40, max_clips=120),
         },
         "unlabeled": dict(num_videos=300, num_domains=10),
+        "videos": dict(num_videos=20),
     },
     "full": {
         "moments": dict(num_videos=10000, queries_per_video=1, split_fractions=(0.7, 0.15, 0.15)),
@@ -76,6 +78,7 @@ SIZES: dict[str, dict[str, Any]] = {
             "tvsum": dict(min_clips=60, max_clips=300),
         },
         "unlabeled": dict(num_videos=5000, num_domains=10, min_clips=30, max_clips=150),
+        "videos": dict(num_videos=200),
     },
 }
 
