@@ -1,5 +1,5 @@
-"""The ``vhd`` command: LightningCLI's fit/validate/test/predict plus ``eval``, ``synth`` and
-``domains``.
+"""The ``vhd`` command: LightningCLI's fit/validate/test/predict plus ``eval``, ``synth``,
+``extract``, ``highlight``, ``app``, ``domains`` and ``slurm``.
 
 The plain tools are dispatched before Lightning and torch are imported, so ``vhd eval`` starts in
 a fraction of a second; the Lightning runs live in ``vhd.lightning_cli``.
@@ -19,6 +19,9 @@ TOOLS = {
     "synth": "vhd.datamodules.synthetic",
     "domains": "vhd.launch.domains",
     "slurm": "vhd.launch.slurm",
+    "extract": "vhd.extract.cli",
+    "highlight": "vhd.highlight.cli",
+    "app": "vhd.highlight.app",
 }
 
 
