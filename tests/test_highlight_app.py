@@ -233,7 +233,13 @@ def test_the_page_finds_moments_and_seeks_to_them(
     assert not [e for e in browser.find_elements(By.CSS_SELECTOR, "#query") if e.is_displayed()]
 
     submit.click()  # nothing uploaded yet: a message in the page, not a traceback
-    toast = wait.until(lambda b: b.find_element(By.CSS_SELECTOR, "[data-testid=toast-body]"))
+    # the toast appears before its text is rendered: wait for the text, not the element
+    toast = wait.until(
+        lambda b: next(
+            (t for t in b.find_elements(By.CSS_SELECTOR, "[data-testid=toast-body]") if t.text),
+            None,
+        )
+    )
     assert "Upload a video first." in toast.text
     toast.find_element(By.CSS_SELECTOR, "[data-testid=toast-close]").click()
     wait.until(lambda b: not b.find_elements(By.CSS_SELECTOR, "[data-testid=toast-body]"))
@@ -242,14 +248,20 @@ def test_the_page_finds_moments_and_seeks_to_them(
     wait.until(lambda b: b.find_elements(By.CSS_SELECTOR, "#player video"))
     submit.click()
     rows_css = "#moments [role=row][data-index]"  # body rows; the header has no data-index
-    WebDriverWait(browser, PAGE_TIMEOUT).until(lambda b: b.find_elements(By.CSS_SELECTOR, rows_css))
+
+    def table(b: Any) -> list[list[str]] | None:
+        """The table's cell texts once every cell has rendered its text (None before)."""
+        cells = [
+            [cell.text for cell in row.find_elements(By.CSS_SELECTOR, "[role=gridcell]")]
+            for row in b.find_elements(By.CSS_SELECTOR, rows_css)
+        ]
+        return cells if cells and all(all(row) for row in cells) else None
+
+    texts = WebDriverWait(browser, PAGE_TIMEOUT).until(table)
     wait.until(lambda b: b.find_elements(By.CSS_SELECTOR, "#plot img"))
     wait.until(lambda b: b.execute_script("return document.querySelector('#plot img').complete"))
 
-    rows = [
-        [float(cell.text) for cell in row.find_elements(By.CSS_SELECTOR, "[role=gridcell]")]
-        for row in browser.find_elements(By.CSS_SELECTOR, rows_css)
-    ]
+    rows = [[float(text) for text in row] for row in texts]
     assert rows and [rank for rank, *_ in rows] == list(range(1, len(rows) + 1))
     assert all(0 <= start < end <= 20.0 for _, start, end, _ in rows), rows
     scores = [score for *_, score in rows]
