@@ -12,6 +12,7 @@ import sys
 from collections.abc import Callable
 
 from vhd.allocator import keep_freed_memory
+from vhd.errors import UserError, report, show_tracebacks
 
 # Subcommands that are plain tools, not Lightning runs: name -> module holding ``main(argv)``.
 TOOLS = {
@@ -26,6 +27,16 @@ TOOLS = {
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run one subcommand; a ``UserError`` anywhere ends in one ``error: ...`` line, exit 2."""
+    try:
+        return run(argv)
+    except UserError as error:
+        if show_tracebacks():
+            raise
+        return report(error)
+
+
+def run(argv: list[str] | None) -> int:
     keep_freed_memory()  # faster CPU steps; see vhd/allocator.py
     args = list(sys.argv[1:] if argv is None else argv)
     if args and args[0] in TOOLS:

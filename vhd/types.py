@@ -8,6 +8,7 @@ to the device untouched and predictions serialise to the official jsonl format w
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any, TypedDict
 
 from torch import Tensor
@@ -69,3 +70,23 @@ class Prediction(_PredictionRequired, total=False):
 
 
 BATCH_REQUIRED_KEYS = ("video", "video_mask", "meta")
+
+
+@dataclass
+class VideoLightsOutput:
+    """VideoLights' network output: everything the losses and predictions read. It lives here,
+    below both the model and its losses, so neither imports the other. Per-layer tensors lead
+    with the layer axis."""
+
+    logits: Tensor  # (layers, B, Q, 2) class logits per decoder layer, index 0 = foreground
+    spans: Tensor  # (layers, B, Q, 2) normalised (center, width)
+    saliency: Tensor  # (B, Lv)
+    saliency_negative: Tensor | None  # (B, Lv) with the next sample's text
+    saliency_mr: Tensor | None  # (B, Lv) MR-to-HD
+    proj_queries: Tensor | None  # (layers, B, Q, c) normalised contrastive projections
+    proj_text: Tensor | None  # (B, Lt, c)
+    proj_video: Tensor | None  # (B, Lv, c)
+    text: Tensor  # T (B, Lt, d), the projected text
+    video_refined: Tensor  # V1 (B, Lv, d), the FRA output
+    video_mask: Tensor  # (B, Lv) bool, True = valid
+    text_mask: Tensor  # (B, Lt) bool

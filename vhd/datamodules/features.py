@@ -18,13 +18,10 @@ from typing import Literal
 import numpy as np
 
 from vhd.datamodules.cache import PackedArrays, build_packed, build_packed_file, open_packed
+from vhd.errors import FeatureError
 
 CacheMode = Literal["none", "memory", "mmap"]
 CACHE_MODES = ("none", "memory", "mmap")
-
-
-class FeatureError(ValueError):
-    """A missing, unreadable or invalid feature file; the message says which and how to fix it."""
 
 
 def l2_normalize(features: np.ndarray, eps: float = 1e-5) -> np.ndarray:

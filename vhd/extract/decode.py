@@ -17,8 +17,10 @@ import av
 import numpy as np
 from av.video.reformatter import VideoReformatter
 
+from vhd.errors import UserError
 
-class VideoError(Exception):
+
+class VideoError(UserError):
     """A file that cannot be used as a video; the message says why."""
 
 

@@ -17,13 +17,14 @@ from typing import Any
 
 from vhd import __version__
 from vhd.atomic import write_text_atomic
+from vhd.errors import UserError
 
 MANIFEST = "manifest.json"
 # settings of a recipe that must agree between a folder's manifest and a rerun into it
 RECIPE_SETTINGS = ("features", "weights")
 
 
-class ManifestError(Exception):
+class ManifestError(UserError):
     """A manifest that disagrees with what the user asked for; the message names both."""
 
 

@@ -13,12 +13,13 @@ import os
 import urllib.request
 from pathlib import Path
 
+from vhd.errors import UserError
 from vhd.extract.recipes.base import WeightFile
 
 DOWNLOAD_TIMEOUT_S = 30
 
 
-class WeightsError(Exception):
+class WeightsError(UserError):
     """A weight file is missing or cannot be read; the message says where to put it."""
 
 

@@ -11,18 +11,9 @@ import argparse
 import sys
 from typing import NoReturn
 
-USER_ERROR = 2
+from vhd.errors import USER_ERROR, UserError, report
 
-
-class UserError(Exception):
-    """A mistake the user can fix; the message names the thing and the fix."""
-
-
-def report(error: UserError | str) -> int:
-    """Print ``error: ...`` as one line on stderr and return the user-error exit status."""
-    message = " ".join(str(error).split())  # one line, whatever the message holds
-    print(f"error: {message}", file=sys.stderr)
-    return USER_ERROR
+__all__ = ["USER_ERROR", "Parser", "UserError", "report"]
 
 
 class Parser(argparse.ArgumentParser):

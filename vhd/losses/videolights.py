@@ -9,7 +9,7 @@ moment and alignment terms again for every intermediate decoder layer (auxiliary
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Literal
+from typing import Literal
 
 import torch
 from torch import Tensor, nn
@@ -31,10 +31,7 @@ from vhd.losses.saliency import (
     rank_contrastive_loss,
 )
 from vhd.losses.spans import span_losses
-from vhd.types import Batch
-
-if TYPE_CHECKING:
-    from vhd.models.videolights import VideoLightsOutput
+from vhd.types import Batch, VideoLightsOutput
 
 AlignmentLoss = Literal["release", "paper"]
 HardLossForm = Literal["release", "paper"]

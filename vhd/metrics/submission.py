@@ -13,6 +13,8 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from vhd.errors import UserError
+
 try:  # a few times faster on the float lists of a submission; json is the fallback and the judge
     from orjson import loads as fast_loads
 except ImportError:  # pragma: no cover - orjson is a dependency, but the code runs without it
@@ -22,7 +24,7 @@ PRED_FIELDS = ("pred_relevant_windows", "pred_saliency_scores")
 MAX_LISTED = 20  # qids listed in an error message
 
 
-class SubmissionError(ValueError):
+class SubmissionError(UserError, ValueError):
     """A malformed submission or one that does not match its ground truth; the message says
     where and what to fix."""
 

@@ -25,7 +25,6 @@ from __future__ import annotations
 import argparse
 import inspect
 import math
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -33,7 +32,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from vhd.datamodules.features import FeatureError
+from vhd.errors import FeatureError
 from vhd.losses.spans import span_cxw_to_xx
 from vhd.losses.videolights import AlignmentLoss, HardLossForm, VideoLightsCriterion
 from vhd.metrics import MomentRetrievalMetric
@@ -51,7 +50,7 @@ from vhd.models.layers.mlp import (
     xavier_init_matrices,
 )
 from vhd.models.layers.position import TextPositionEmbedding, video_sine_positions
-from vhd.types import Batch, Prediction
+from vhd.types import Batch, Prediction, VideoLightsOutput
 
 LOG_TINY = -103.27893  # float32 log(0 + 1e-45): the release's log-mask value for padded clips
 MOMENT_PROTOCOLS = ("qvhighlights", "charades", "tacos")
@@ -232,24 +231,6 @@ class MRToHD(nn.Module):
 
 
 # -- the network -----------------------------------------------------------------------------------
-@dataclass
-class VideoLightsOutput:
-    """Everything the losses and predictions read; per-layer tensors lead with the layer axis."""
-
-    logits: Tensor  # (layers, B, Q, 2) class logits per decoder layer, index 0 = foreground
-    spans: Tensor  # (layers, B, Q, 2) normalised (center, width)
-    saliency: Tensor  # (B, Lv)
-    saliency_negative: Tensor | None  # (B, Lv) with the next sample's text
-    saliency_mr: Tensor | None  # (B, Lv) MR-to-HD
-    proj_queries: Tensor | None  # (layers, B, Q, c) normalised contrastive projections
-    proj_text: Tensor | None  # (B, Lt, c)
-    proj_video: Tensor | None  # (B, Lv, c)
-    text: Tensor  # T (B, Lt, d), the projected text
-    video_refined: Tensor  # V1 (B, Lv, d), the FRA output
-    video_mask: Tensor  # (B, Lv) bool, True = valid
-    text_mask: Tensor  # (B, Lt) bool
-
-
 class VideoLightsNet(nn.Module):
     """The VideoLights network (tensors in, ``VideoLightsOutput`` out); see the module docstring.
 
