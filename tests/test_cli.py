@@ -11,6 +11,7 @@ import pytest
 import yaml
 from lightning.pytorch.strategies import DDPStrategy
 
+from tests.submission_helpers import assert_logged_match, logged_columns, predict_figures
 from vhd.cli import main
 from vhd.lightning_cli import VHDCLI
 from vhd.models.base import VHDModule
@@ -54,23 +55,33 @@ def test_fit_writes_best_checkpoint_on_main_metric(trained: Path) -> None:
     }
     (state,) = callbacks.values()
     assert state["monitor"] == "val/MR-full-mAP"
-    assert 0.0 <= float(state["best_model_score"]) <= 100.0
-    assert (trained / "logs" / "version_0" / "metrics.csv").is_file()
+    logged = logged_columns(trained / "logs" / "version_0" / "metrics.csv")["val/MR-full-mAP"]
+    assert [epoch for epoch, _ in logged] == [0, 1]
+    best_epoch, best = max(logged, key=lambda pair: pair[1])  # the first of equal values
+    assert float(state["best_model_score"]) == pytest.approx(best, rel=1e-6)
+    assert checkpoint["epoch"] == best_epoch
 
 
-def test_validate_and_test_report_official_metrics(tiny_moments: Path, trained: Path) -> None:
-    ckpt = str(trained / "checkpoints" / "best.ckpt")
-    for subcommand, prefix in (("validate", "val"), ("test", "test")):
+def test_validate_and_test_report_official_metrics(
+    tiny_moments: Path, trained: Path, tmp_path: Path
+) -> None:
+    """``vhd validate`` / ``vhd test`` of best.ckpt log what ``vhd eval`` scores of the
+    submission ``vhd predict`` writes from it for the same split."""
+    ckpt = f"--ckpt_path={trained / 'checkpoints' / 'best.ckpt'}"
+    annotations = [tiny_moments / "annotations" / f"{split}.jsonl" for split in ("val", "test")]
+    for subcommand, split in (("validate", "val"), ("test", "test")):
         cli = VHDCLI(
             VHDModule,
             subclass_mode_model=True,
             subclass_mode_data=True,
-            args=[subcommand, *overrides(tiny_moments, trained), f"--ckpt_path={ckpt}"],
+            args=[subcommand, *overrides(tiny_moments, trained), ckpt],
         )
-        metrics = cli.trainer.callback_metrics
+        metrics = {key: float(value) for key, value in cli.trainer.callback_metrics.items()}
+        args = [*overrides(tiny_moments, trained), ckpt]
+        figures = predict_figures(args, annotations, "qvhighlights", split, tmp_path / split)
         for key in ("MR-full-mAP", "MR-full-R1@0.5", "MR-full-R1@0.7", "HL-min-VeryGood-mAP"):
-            assert f"{prefix}/{key}" in metrics
-            assert 0.0 <= float(metrics[f"{prefix}/{key}"]) <= 100.0
+            assert key in figures
+        assert_logged_match(metrics, f"{split}/", figures, digits=2)
 
 
 def test_predict_writes_official_submission(tiny_moments: Path, trained: Path) -> None:

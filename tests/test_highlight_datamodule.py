@@ -310,3 +310,62 @@ def test_errors_name_the_file_the_record_and_the_fix(
     (tmp_path / "splits.json").write_text('{"dog": [1, 2}')
     with pytest.raises(AnnotationError, match=r"splits\.json:1:\d+: not valid JSON"):
         datamodule(tmp_path, youtube, "youtube", **local).setup("fit")
+
+
+def write_timed_features(root: Path, rows: dict[str, int], step: float) -> None:
+    """Video features every ``step`` s whose first column is each row's centre time."""
+    (root / "video_features").mkdir(parents=True, exist_ok=True)
+    for vid, count in rows.items():
+        array = np.zeros((count, 5), dtype=np.float32)
+        array[:, 0] = (np.arange(count) + 0.5) * step
+        np.savez(root / "video_features" / f"{vid}.npz", features=array)
+
+
+def test_features_every_fifth_of_a_second_pool_onto_tvsum_clips(
+    tvsum: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    clips = domain_lengths(tvsum, ["tvsum_train.jsonl", "tvsum_val.jsonl"], "BK")
+    write_timed_features(tmp_path, {vid: 10 * n + 3 for vid, n in clips.items()}, 0.2)
+    timed = dict(domain="BK", audio_feature_dirs=None, feature_step=0.2)
+    dm = datamodule(tmp_path, tvsum, "tvsum", **timed)
+    assert dm.feature_clip_len() == (0.2, "data.feature_step")  # what the manifest must say
+    with caplog.at_level(logging.WARNING, logger="vhd.datamodules"):
+        dm.setup("validate")
+    assert "unlabelled tail clips are cut" in caplog.text  # the 3 rows past the last clip
+    for index in range(len(dm.datasets["val"])):
+        item = dm.datasets["val"][index]
+        n = clips[item["meta"]["vid"]]
+        assert item["video"].shape == (n, 5) and item["meta"]["num_clips"] == len(item["labels"])
+        # clip i is [2i, 2i + 2) s: the mean of its ten row centres is 2i + 1
+        np.testing.assert_allclose(item["video"][:, 0], 2 * np.arange(n) + 1, atol=1e-4)
+    rows = datamodule(tmp_path, tvsum, "tvsum", **timed, pool_features=False)
+    rows.setup("validate")
+    item = rows.datasets["val"][0]
+    n = clips[item["meta"]["vid"]]
+    assert item["video"].shape == (10 * n, 5) and len(item["labels"]) == n
+    assert item["meta"]["clip_rows"][:2] == [[0, 10], [10, 20]] and item["meta"]["feature_step"]
+
+
+def test_youtube_clips_take_the_rows_of_their_frame_ranges(youtube: Path, tmp_path: Path) -> None:
+    records = read_records(youtube, ["youtube_train.jsonl", "youtube_valid.jsonl"])
+    lengths = domain_lengths(youtube, ["youtube_train.jsonl", "youtube_valid.jsonl"], "surfing")
+    # as vhd extract cuts them: ceil(duration / 0.2) rows; 2 s per clip would overrun the video
+    rows = {vid: math.ceil(records[vid]["duration"] / 0.2) for vid in lengths}
+    assert any(2.0 * lengths[vid] > records[vid]["duration"] + 1 for vid in lengths)
+    write_timed_features(tmp_path, rows, 0.2)
+    dm = datamodule(
+        tmp_path, youtube, "youtube", domain="surfing", audio_feature_dirs=None,
+        feature_step=0.2, pool_features=False,
+    )  # fmt: skip
+    dm.setup("validate")
+    for index in range(len(dm.datasets["val"])):
+        item = dm.datasets["val"][index]
+        record = records[item["meta"]["vid"]]
+        assert item["meta"]["num_clips"] == len(record["label"])  # every clip, none cut
+        centres = item["video"][:, 0].numpy()
+        for (first, end), (start, stop) in zip(
+            item["meta"]["clip_rows"], record["clip"], strict=True
+        ):
+            inside = (centres >= start / record["fps"]) & (centres < stop / record["fps"])
+            assert end > first and inside[first:end].all()
+            assert inside.sum() == end - first  # exactly the rows whose centre is in it

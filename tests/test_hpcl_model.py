@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from vhd.models import HPCL
+from vhd.models.hpcl import MultiHeadAttention
 
 VIDEO_DIM, AUDIO_DIM = 12, 6
 SMALL = {"d_model": 16, "d_k": 32, "d_v": 32, "d_ff": 32, "num_heads": 4, "head_hidden_dim": 16}
@@ -108,6 +109,7 @@ ABLATIONS = [
     {"global_decoder": False},
     {"global_init": "random"},
     {"attention_residual": "input"},
+    {"attention_scale": "d_k"},
     {"position_encoding": "sinusoidal"},
     {"hard_pairs_mixed_only": False, "normalize_embeddings": False},
 ]
@@ -209,3 +211,20 @@ def test_missing_inputs_fail_with_the_fix() -> None:
     make_model(architecture="v_only")(without_audio)
     with pytest.raises(ValueError, match="labels"):
         make_model().training_step({key: v for key, v in batch.items() if key != "labels"}, 0)
+
+
+@pytest.mark.parametrize(("scale", "width"), [("head", 32 // 4), ("d_k", 32)])
+def test_attention_scale_is_per_head_or_the_full_query_width(scale: str, width: int) -> None:
+    """Each head's softmax divides by sqrt(d_k / num_heads) ("head", [53]) or sqrt(d_k) (eq. 2)."""
+    torch.manual_seed(0)
+    attention = MultiHeadAttention(16, 32, 32, num_heads=4, scale=scale)
+    features, mask = torch.randn(2, 6, 16), torch.ones(2, 6, dtype=torch.bool)
+    mask[1, 4:] = False
+    attended, values = attention(features, features, mask)
+    heads = attention._split
+    queries, keys = heads(attention.w_q(features)), heads(attention.w_k(features))
+    scores = (queries @ keys.transpose(-1, -2) / width**0.5).masked_fill(
+        ~mask[:, None, None, :], float("-inf")
+    )
+    expected = (scores.softmax(-1) @ heads(values)).transpose(1, 2).reshape(2, 6, 32)
+    torch.testing.assert_close(attended, expected)

@@ -205,9 +205,9 @@ def test_unlabelled_split_yields_inputs_only(shared_data: Path, tmp_path: Path) 
     test_file = shared_data / "qvhighlights" / "highlight_test_release.jsonl"
     records = subset(test_file, 2, tmp_path / "train.jsonl")
     write_features(tmp_path, records, clips=75)
-    dm = datamodule(tmp_path)
-    dm.setup("test")
-    batch = next(iter(dm.test_dataloader()))
+    dm = datamodule(tmp_path, predict_split="test")
+    dm.setup("predict")  # testing on it is an error: tests/test_qv_test_split.py
+    batch = next(iter(dm.predict_dataloader()))
     assert "windows" not in batch and "saliency" not in batch and "video" in batch
     assert [meta["qid"] for meta in batch["meta"]] == [record["qid"] for record in records]
 
@@ -300,12 +300,11 @@ def test_errors_name_the_file_the_record_and_the_fix(tmp_path: Path) -> None:
         '{"qid": 1, "vid": "a", "duration": 10, "relevant_windows": [[0, 4]]}\n'
     )
     np.savez(tmp_path / "video" / "a.npz", features=np.full((5, 3), np.nan))
-    dm = datamodule(tmp_path)
-    dm.setup("fit")  # headers are fine; the values are read with the item
-    with pytest.raises(FeatureError, match=r"a\.npz contains NaN"):
-        dm.datasets["train"][0]
-    with pytest.raises(FeatureError, match=r"a\.npz contains NaN"):
-        datamodule(tmp_path, feature_cache="memory").setup("fit")  # the cache reads at setup
+    nan_files = r"1 feature files contain NaN or inf values: \S+a\.npz \(5 of 5 rows\)"
+    with pytest.raises(FeatureError, match=nan_files):
+        datamodule(tmp_path).setup("fit")  # every value is checked once, at setup
+    with pytest.raises(FeatureError, match=nan_files):
+        datamodule(tmp_path, feature_cache="memory").setup("fit")  # while the cache is built
 
     (tmp_path / "empty.jsonl").write_text("\n")
     with pytest.raises(AnnotationError, match=r"empty\.jsonl holds no records"):

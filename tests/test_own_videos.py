@@ -5,10 +5,12 @@ the feature folders and the widths overridden."""
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import pytest
 
+from tests.submission_helpers import assert_logged_match, score_submission
 from tests.test_hpcl_cli import expected_random_map
 from vhd.cli import main as vhd
 from vhd.datamodules.synthetic.videos import generate_video_dataset
@@ -99,7 +101,8 @@ def test_videolights_trains_on_extracted_video_and_query_features(
     extracted: Path, tmp_path: Path
 ) -> None:
     """The QVHighlights config on the folder: pixel_mel video + CLIP query tokens (random CLIP
-    weights: this checks the file contract end to end, not what is learnt)."""
+    weights: this checks the file contract end to end, not what is learnt): the validation figures
+    are what ``vhd eval`` scores of the val submission the same model writes."""
     weights = recipe_class("clip").random_weights(tmp_path / "weights")
     queries = ["--queries", str(extracted / "queries.jsonl")]
     args = ["extract", "--out", str(extracted), "--recipe", "clip", *queries]
@@ -117,5 +120,14 @@ def test_videolights_trains_on_extracted_video_and_query_features(
         ]
     )  # fmt: skip
     (metrics,) = cli.trainer.validate(cli.model, datamodule=cli.datamodule, verbose=False)
-    assert 0 <= metrics["val/MR-full-mAP"] <= 100, metrics
-    assert 0 <= metrics["val/HL-min-VeryGood-mAP"] <= 100, metrics
+    cli.datamodule.predict_split = "val"  # what ``vhd predict`` writes for the validated model
+    cli.trainer.predict(cli.model, datamodule=cli.datamodule)
+    submission = tmp_path / "videolights" / "hl_val_submission.jsonl"
+    annotations = [extracted / "highlight_val_release.jsonl"]
+    figures = score_submission(submission, annotations, "qvhighlights", tmp_path)
+    assert {"MR-full-mAP", "HL-min-VeryGood-mAP"} < set(figures)
+    empty = {key for key, value in figures.items() if math.isnan(value)}  # no moment that long
+    assert empty == {"MR-middle-mAP", "MR-long-mAP"}  # videos of 20-36 s: short moments only
+    assert all(math.isnan(metrics[f"val/{key}"]) for key in empty)
+    figures = {key: value for key, value in figures.items() if key not in empty}
+    assert_logged_match(metrics, "val/", figures, digits=2)

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 import torch
 
+from tests.submission_helpers import assert_logged_match, score_submission
 from vhd.cli import main
 from vhd.datamodules import HighlightDataModule, UnlabeledDataModule
 from vhd.datamodules.synthetic import generate
@@ -48,6 +49,15 @@ def evaluate(protocol: str, data_root: Path, run_dir: Path, ckpt: Path) -> dict[
         args=["test", *run_args(EVAL[protocol], data_root, run_dir), f"--ckpt_path={ckpt}"],
     )
     return {key: float(value) for key, value in cli.trainer.callback_metrics.items()}
+
+
+def predict_and_score(
+    protocol: str, data_root: Path, run_dir: Path, ckpt: Path
+) -> dict[str, float]:
+    """``vhd predict`` on the evaluated split, then ``vhd eval`` on the submission it writes."""
+    main(["predict", *run_args(EVAL[protocol], data_root, run_dir), f"--ckpt_path={ckpt}"])
+    files = sorted(data_root.glob(f"{protocol}_*.jsonl"))  # train and val annotation files
+    return score_submission(run_dir / "hl_val_submission.jsonl", files, protocol, run_dir)
 
 
 def expected_random_map(data_root: Path, draws: int = 200) -> float:
@@ -113,8 +123,12 @@ def test_pretrained_rasl_detects_synthetic_highlights(synthetic: Path, pretraine
 
 
 def test_tvsum_evaluation(synthetic: Path, pretrained: Path) -> None:
-    metrics = evaluate("tvsum", synthetic / "tvsum", synthetic / "eval_tvsum", pretrained)
-    assert 0 <= metrics["test/top5-mAP"] <= 100 and "test/top5-mAP-domain-avg" in metrics
+    """``vhd test`` scores the val videos' predictions as ``vhd eval`` scores them, per domain."""
+    run_dir = synthetic / "eval_tvsum"
+    metrics = evaluate("tvsum", synthetic / "tvsum", run_dir, pretrained)
+    figures = predict_and_score("tvsum", synthetic / "tvsum", run_dir, pretrained)
+    assert {"top5-mAP", "top5-mAP-domain-avg"} < set(figures)
+    assert_logged_match(metrics, "test/", figures)
 
 
 def test_bf16_mixed_pretraining(synthetic: Path, tmp_path: Path) -> None:
@@ -179,16 +193,10 @@ def test_real_layout_end_to_end(shared_data: Path, tmp_path: Path) -> None:
         "--model.init_args.audio_dim=16",
     )
     metrics = evaluate("youtube", tmp_path / "youtube", tmp_path / "eval", ckpt)
-    assert 0 <= metrics["test/mAP"] <= 100
     assert len([key for key in metrics if key.startswith("test/mAP/")]) == 2
+    figures = predict_and_score("youtube", tmp_path / "youtube", tmp_path / "eval", ckpt)
+    assert_logged_match(metrics, "test/", figures)  # the real files' labels, as vhd eval reads them
     submission = tmp_path / "eval" / "hl_val_submission.jsonl"
-    main(
-        [
-            "predict",
-            *run_args(EVAL["youtube"], tmp_path / "youtube", tmp_path / "eval"),
-            f"--ckpt_path={ckpt}",
-        ]
-    )
     rows = [json.loads(line) for line in submission.read_text().splitlines()]
     records = {
         json.loads(line)["vid"]: json.loads(line)

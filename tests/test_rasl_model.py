@@ -7,7 +7,16 @@ import pytest
 import torch
 
 from vhd.models import RASL
-from vhd.models.rasl import Branch, SelfAttention, min_max, scores_to_clips, window_steps
+from vhd.models.rasl import (
+    Branch,
+    CheckpointMismatch,
+    SelfAttention,
+    align_audio,
+    min_max,
+    pool_clip_rows,
+    scores_to_clips,
+    window_steps,
+)
 
 VIDEO_DIM, AUDIO_DIM, WINDOW = 24, 12, 10
 SMALL = dict(video_dim=VIDEO_DIM, audio_dim=AUDIO_DIM, window=WINDOW, channels=(4, 8, 8), k=2)
@@ -15,7 +24,7 @@ SMALL = dict(video_dim=VIDEO_DIM, audio_dim=AUDIO_DIM, window=WINDOW, channels=(
 
 def make_model(**overrides: object) -> RASL:
     torch.manual_seed(0)
-    return RASL(**{**SMALL, "scl_dim": 16, **overrides})
+    return RASL(**{**SMALL, **overrides})
 
 
 def pretraining_batch(batch: int = 3, seed: int = 0) -> dict:
@@ -52,6 +61,7 @@ def test_paper_defaults() -> None:
     assert (hp.window, hp.k, hp.temperature_init, hp.mask_ratio, hp.lr) == (150, 10, 3.1, 0.5, 1e-3)
     assert (hp.recon_weight, hp.kpoint_weight, hp.aux_weight, hp.scl_weight) == (1, 1, 1, 1)
     assert (hp.video_dim, hp.audio_dim, hp.scl_dim) == (768, 768, None)
+    assert hp.audio_alignment == "interpolate" and len(model.scl_projections) == 0
     assert (hp.self_attention, hp.aux_task, hp.kpoint_contrast) == (True, True, True)
     assert (hp.modalities, hp.fusion, hp.conv_axis) == ("audio_visual", "scl", "feature")
     assert set(model.branches) == {"visual", "audio"} and model.predicts_windows is False
@@ -206,7 +216,9 @@ def test_invalid_options_are_explained() -> None:
     with pytest.raises(ValueError, match="exceed the 10 activations"):
         make_model(k=6)
     with pytest.raises(ValueError, match="set scl_dim"):
-        make_model(scl_dim=None)
+        make_model(audio_alignment="projection")
+    with pytest.raises(ValueError, match="audio_alignment is 'interpolate'"):
+        make_model(audio_alignment="learned")
     with pytest.raises(ValueError, match="fuses both modalities"):
         make_model(fusion="sum", modalities="visual")
     video_only = {key: value for key, value in pretraining_batch().items() if key != "audio"}
@@ -219,3 +231,91 @@ def test_missing_mask_is_drawn_with_mask_ratio() -> None:
     batch = {key: value for key, value in pretraining_batch().items() if key != "mask"}
     hidden = model._hidden_steps(batch)
     assert hidden.sum(1).tolist() == [WINDOW // 2] * 3
+
+
+def test_scores_pool_onto_clips_by_their_rows() -> None:
+    scores = torch.arange(12.0)  # rows placed by time: clips of 4 rows, the last of 2, overlapping
+    assert pool_clip_rows(scores, [[0, 4], [4, 8], [6, 8], [10, 12]]).tolist() == [
+        1.5,
+        5.5,
+        6.5,
+        10.5,
+    ]
+
+
+def test_align_audio_pools_time_and_interpolates_the_vector_length() -> None:
+    steps = torch.arange(8.0)[None, :, None].expand(1, 8, 3)  # 8 audio steps of 3 values
+    pooled = align_audio(steps, 4, 3)
+    assert pooled[0, :, 0].tolist() == [0.5, 2.5, 4.5, 6.5]  # mean of each pair of steps
+    ramp = torch.tensor([[[0.0, 2.0, 4.0]]])  # one step, d_a = 3 -> d_v = 6
+    widened = align_audio(ramp, 1, 6)[0, 0]
+    assert torch.allclose(widened, torch.tensor([0.0, 0.5, 1.5, 2.5, 3.5, 4.0]))  # linear
+    assert align_audio(ramp, 1, 3) is ramp
+
+
+def dense_audio_batch() -> dict:
+    """Audio 4x denser than video and narrower (d_a = 12 < d_v = 24), as Mockingjay vs frames."""
+    batch = pretraining_batch()
+    batch["audio"] = torch.randn(3, 4 * WINDOW, AUDIO_DIM, generator=torch.Generator())
+    return batch
+
+
+def test_paper_audio_alignment_is_parameter_free_through_forward() -> None:
+    model = make_model()
+    same_width = make_model(audio_dim=VIDEO_DIM)
+    count = sum(p.numel() for p in model.parameters())
+    assert count == sum(p.numel() for p in same_width.parameters())  # d_a adds no parameter
+    assert model.attention["audio"].w_q.in_features == VIDEO_DIM
+    assert model.branches["audio"].dim == VIDEO_DIM and len(model.scl_projections) == 0
+    batch = dense_audio_batch()
+    aligned = model._inputs(batch, model.modalities)["audio"]
+    assert aligned.shape == (3, WINDOW, VIDEO_DIM)
+    expected = align_audio(batch["audio"], WINDOW, VIDEO_DIM)
+    assert torch.equal(aligned, expected)
+    losses = model.pretraining_losses(batch)
+    assert {"recon_audio", "aux_audio", "scl"} <= set(losses)
+    model.total_loss(losses).backward()
+    assert model.branches["audio"].encoder.layers[0].weight.grad.abs().sum() > 0
+    assert model.temperature.grad is not None and model.temperature.grad != 0
+
+
+def test_learned_projection_option_still_trains_and_predicts() -> None:
+    model = make_model(audio_alignment="projection", scl_dim=16)
+    assert model.attention["audio"].w_q.in_features == AUDIO_DIM
+    assert model.branches["audio"].dim == AUDIO_DIM
+    assert set(model.scl_projections) == {"visual", "audio"}
+    losses = model.pretraining_losses(pretraining_batch())
+    model.total_loss(losses).backward()
+    assert model.scl_projections["audio"].weight.grad.abs().sum() > 0
+    predictions = model.eval().predict_batch(evaluation_batch([13, 4]))
+    assert [len(p["pred_saliency_scores"]) for p in predictions] == [13, 4]
+
+
+def old_checkpoint(tmp_path, model: RASL) -> str:
+    """A checkpoint as vhd wrote it before ``audio_alignment`` existed."""
+    import lightning
+
+    hparams = {key: value for key, value in model.hparams.items() if key != "audio_alignment"}
+    path = tmp_path / "old.ckpt"
+    torch.save(
+        {
+            "state_dict": model.state_dict(),
+            "hyper_parameters": hparams,
+            "pytorch-lightning_version": lightning.__version__,
+        },
+        path,
+    )
+    return str(path)
+
+
+def test_checkpoint_from_before_audio_alignment(tmp_path) -> None:
+    trained = make_model(audio_alignment="projection", scl_dim=16)
+    path = old_checkpoint(tmp_path, trained)
+    with pytest.raises(CheckpointMismatch, match="audio_alignment=projection"):
+        RASL.load_from_checkpoint(path)
+    loaded = RASL.load_from_checkpoint(path, audio_alignment="projection")
+    for key, value in trained.state_dict().items():
+        assert torch.equal(loaded.state_dict()[key], value)
+    same_width = make_model(audio_dim=VIDEO_DIM)  # d_a = d_v: the same weights either way
+    reloaded = RASL.load_from_checkpoint(old_checkpoint(tmp_path, same_width))
+    assert reloaded.hparams.audio_alignment == "interpolate"

@@ -410,6 +410,12 @@ def test_stop_score() -> None:
         results = {name: 42.0 for name in STOP_SCORE_WEIGHTS[weights]}
         assert stop_score(results, protocol) == pytest.approx(42.0)
     assert stop_score({"mAP": 3.0}, "tvsum") is None
+    # a length bucket without moments is NaN in vhd's metrics and 0 in the release's evaluator
+    weights = STOP_SCORE_WEIGHTS["qvhighlights"]
+    empty = next(name for name in weights if "long" in name)
+    results = {name: 42.0 for name in weights} | {empty: float("nan")}
+    expected = 42.0 * (sum(weights.values()) - weights[empty]) / sum(weights.values())
+    assert stop_score(results, "qvhighlights") == pytest.approx(expected)
 
 
 def test_bf16_autocast_forward_and_backward() -> None:

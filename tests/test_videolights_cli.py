@@ -12,11 +12,12 @@ import numpy as np
 import pytest
 import torch
 
+from tests.submission_helpers import assert_logged_match, predict_figures, score_submission
 from vhd.cli import main
-from vhd.datamodules import FeatureError
 from vhd.lightning_cli import VHDCLI
 from vhd.models import VideoLights
 from vhd.models.base import VHDModule
+from vhd.models.videolights import stop_score
 
 REPO = Path(__file__).resolve().parents[1]
 CONFIGS = REPO / "configs"
@@ -74,18 +75,34 @@ def test_fit_selects_on_the_release_stop_score(trained: Path) -> None:
     assert not any(key.startswith("criterion.") for key in checkpoint["state_dict"])
 
 
-def test_validate_and_test_report_the_release_figures(tiny_moments: Path, trained: Path) -> None:
-    ckpt = str(trained / "checkpoints" / "best.ckpt")
-    for subcommand, prefix in (("validate", "val"), ("test", "test")):
+def test_validate_and_test_report_the_release_figures(
+    tiny_moments: Path, trained: Path, tmp_path: Path
+) -> None:
+    """``vhd validate`` / ``vhd test`` of best.ckpt log what ``vhd eval`` scores of the
+    submission ``vhd predict`` writes from it for the same split (QVHighlights' figures and the
+    grounding ones the release adds), and the release's stop score of those figures."""
+    ckpt = f"--ckpt_path={trained / 'checkpoints' / 'best.ckpt'}"
+    annotations = [tiny_moments / "annotations" / f"{split}.jsonl" for split in ("val", "test")]
+    for subcommand, split in (("validate", "val"), ("test", "test")):
         cli = VHDCLI(
             VHDModule,
             subclass_mode_model=True,
             subclass_mode_data=True,
-            args=[subcommand, *synthetic_args(tiny_moments, trained), f"--ckpt_path={ckpt}"],
+            args=[subcommand, *synthetic_args(tiny_moments, trained), ckpt],
         )
-        metrics = cli.trainer.callback_metrics
-        for key in ("stop_score", "MR-full-mAP", "MR-full-R1@0.3", "HL-min-VeryGood-mAP"):
-            assert 0.0 <= float(metrics[f"{prefix}/{key}"]) <= 100.0, key
+        metrics = {key: float(value) for key, value in cli.trainer.callback_metrics.items()}
+        args = [*synthetic_args(tiny_moments, trained), ckpt]
+        figures = predict_figures(args, annotations, "qvhighlights", split, tmp_path / split)
+        assert {"MR-full-mAP", "MR-long-mAP", "HL-min-VeryGood-mAP"} <= set(figures)
+        assert_logged_match(metrics, f"{split}/", figures, digits=2)
+        charades = tmp_path / split / "charades"  # the release's R1 from IoU 0.3, and mIoU
+        charades.mkdir()
+        submission = tmp_path / split / f"hl_{split}_submission.jsonl"
+        grounding = score_submission(submission, annotations, "charades", charades)
+        assert_logged_match(metrics, f"{split}/", grounding, digits=2)
+        figures |= grounding
+        expected = stop_score(figures, "qvhighlights")  # from figures rounded to 0.01
+        assert metrics[f"{split}/stop_score"] == pytest.approx(expected, abs=6e-3)
 
 
 def test_predict_writes_the_official_submission(tiny_moments: Path, trained: Path) -> None:
@@ -201,13 +218,17 @@ def test_qv_config_trains_on_an_official_layout(shared_data: Path, tmp_path: Pat
     assert state["monitor"] == "val/stop_score"
 
 
-def test_missing_features_show_both_ways_forward(tmp_path: Path) -> None:
-    with pytest.raises(FeatureError) as caught:
-        main(["fit", *run_args(CONFIGS / "videolights_qv.yaml", tmp_path, tmp_path, tiny=False)])
-    message = str(caught.value)
+def test_missing_features_show_both_ways_forward(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    args = ["fit", *run_args(CONFIGS / "videolights_qv.yaml", tmp_path, tmp_path, tiny=False)]
+    assert main(args) == 2  # a user error: one line, no traceback
+    (message,) = [
+        line for line in capsys.readouterr().err.splitlines() if line.startswith("error:")
+    ]
     for folder in (*QV_VIDEO, *QV_TEXT):
-        assert f"{tmp_path.resolve() / folder}  (MISSING)" in message
+        assert f"{tmp_path.resolve() / folder} (MISSING)" in message
     assert "qvhighlights_features.tar.gz" in message
-    assert "slowfast_features/{vid}.npz  (SlowFast, 2304 per row)" in message
+    assert "slowfast_features/{vid}.npz (SlowFast, 2304 per row)" in message
     assert "vhd fit --config configs/videolights_synthetic.yaml" in message
     assert (REPO / "configs" / "videolights_synthetic.yaml").is_file()

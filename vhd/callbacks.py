@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import time
+from collections.abc import Mapping
 from typing import Any
 
 import lightning as L
@@ -72,3 +74,83 @@ class BestCheckpoint(ModelCheckpoint):
 
 def run_checkpoint_dir(trainer: L.Trainer) -> str:
     return os.path.join(trainer.default_root_dir, "checkpoints")
+
+
+class LogLines(L.Callback):
+    """Plain progress lines for a log file: a line at the start of fit and one per epoch.
+
+    Rich's bar draws only on a terminal, so ``vhd fit > train.log`` showed nothing for minutes;
+    ``vhd.lightning_cli`` adds this callback whenever stdout is not a TTY. Steps/s counts training
+    batches over training time (validation excluded); the loss is the epoch's mean training loss,
+    and, when the epoch validated, the validation figures are the model-selection one followed by
+    the protocol's other headline ones.
+    """
+
+    def __init__(self) -> None:
+        self._batches = 0
+        self._loss_sum: Tensor | float = 0.0  # summed on the device: no sync per step
+        self._seconds = 0.0
+        self._since: float | None = None
+        self._validation: dict[str, float] = {}
+
+    def on_fit_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        datasets = getattr(trainer.datamodule, "datasets", {}) or {}
+        sizes = ", ".join(f"{split} {len(data)}" for split, data in datasets.items())
+        device = f"{trainer.strategy.root_device}"
+        if trainer.num_devices > 1:
+            device += f" x{trainer.num_devices} ({type(trainer.strategy).__name__})"
+        self._print(
+            trainer,
+            f"vhd fit: {type(pl_module).__name__}, run folder {trainer.default_root_dir}, "
+            f"data {sizes or 'from the datamodule'}, device {device}, precision "
+            f"{trainer.precision}, {trainer.max_epochs} epochs",
+        )
+
+    def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._batches, self._loss_sum, self._seconds = 0, 0.0, 0.0
+        self._validation = {}
+        self._since = time.perf_counter()
+
+    def on_train_batch_end(
+        self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any,
+        batch_idx: int,
+    ) -> None:  # fmt: skip
+        loss = outputs.get("loss") if isinstance(outputs, Mapping) else outputs
+        if isinstance(loss, Tensor):
+            self._loss_sum = self._loss_sum + loss.detach()
+        self._batches += 1
+
+    def on_validation_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._pause()
+
+    def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if not trainer.sanity_checking:
+            from vhd.metrics.evaluate import brief
+
+            metrics = {k: float(v) for k, v in trainer.callback_metrics.items()}
+            main = str(getattr(pl_module, "main_metric", "")).removeprefix("val/")
+            figures = brief(metrics, getattr(pl_module, "protocol", None), "val/")
+            first = {main: metrics[f"val/{main}"]} if f"val/{main}" in metrics else {}
+            self._validation = {**first, **figures}  # the model-selection figure first
+        if self._since is None and self._batches:
+            self._since = time.perf_counter()  # validation within the epoch: training resumes
+
+    def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._pause()
+        rate = self._batches / self._seconds if self._seconds > 0 else float("nan")
+        line = f"epoch {trainer.current_epoch + 1}/{trainer.max_epochs}: {rate:.2f} steps/s"
+        if self._batches:
+            line += f", train loss {float(self._loss_sum) / self._batches:.4f}"
+        if self._validation:
+            line += ", val " + ", ".join(f"{k} {v:.2f}" for k, v in self._validation.items())
+        self._print(trainer, line)
+
+    def _pause(self) -> None:
+        if self._since is not None:
+            self._seconds += time.perf_counter() - self._since
+            self._since = None
+
+    @staticmethod
+    def _print(trainer: L.Trainer, line: str) -> None:
+        if trainer.is_global_zero:
+            print(line, flush=True)

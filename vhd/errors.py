@@ -24,9 +24,32 @@ class FeatureError(UserError, ValueError):
     """A missing, unreadable or invalid feature file; the message says which and how to fix it."""
 
 
+class MissingFileError(UserError, FileNotFoundError):
+    """A file or folder the config names that is not there."""
+
+
+class ConfigError(UserError, ValueError):
+    """Settings that do not fit together, or do not fit the data or checkpoint they are used with;
+    the message names the setting and the value that would fit."""
+
+
 def one_line(error: BaseException | str) -> str:
     """The message on one line, whatever whitespace it holds."""
-    return " ".join(str(error).split())
+    return " ".join(original_message(error).split())
+
+
+def original_message(error: BaseException | str) -> str:
+    """The message as raised, also when a DataLoader worker re-raised it.
+
+    torch re-raises a worker's exception as the same class with the message ``Caught X in
+    DataLoader worker process N. Original Traceback ...`` ending in ``module.X: message``.
+    """
+    text = str(error)
+    if isinstance(error, str) or "Original Traceback (most recent call last):" not in text:
+        return text
+    cls = type(error)
+    marker = f"{cls.__module__}.{cls.__qualname__}: "
+    return text.rpartition(marker)[2] if marker in text else text
 
 
 def report(error: BaseException | str) -> int:

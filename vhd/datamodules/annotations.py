@@ -7,7 +7,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from vhd.errors import UserError
+from vhd.errors import MissingFileError, UserError
 
 
 class AnnotationError(UserError, ValueError):
@@ -52,7 +52,7 @@ def read_json(path: str | Path) -> Any:
 def _existing(path: str | Path) -> Path:
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(
+        raise MissingFileError(
             f"annotation file not found: {path}; check data_root and the annotation file options"
         )
     return path

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
 import tempfile
 from collections.abc import Iterable, Sequence
@@ -18,11 +19,15 @@ from typing import TYPE_CHECKING, TypeVar
 import numpy as np
 from rich.progress import track
 
+from vhd.atomic import write_text_atomic
+
 if TYPE_CHECKING:
     from vhd.datamodules.features import FeatureFolder
 
 T = TypeVar("T")
 PROGRESS_THRESHOLD = 200  # fewer files load fast enough that a bar is noise
+LISTED = 10  # bad files named in one message
+log = logging.getLogger("vhd.datamodules")
 
 
 def progress(items: Sequence[T], description: str) -> Iterable[T]:
@@ -78,17 +83,87 @@ def _layout(
 
 
 def _fill(folder: FeatureFolder, index: dict[str, tuple[int, int]], block: np.ndarray) -> None:
-    from vhd.datamodules.features import FeatureError
+    from vhd.datamodules.features import FeatureError, nonfinite
 
+    bad: list[str] = []
     for name in progress(list(index), f"caching {folder.folder.name}"):
         start, length = index[name]
-        array = folder.load(name)  # validated: 2-D, finite
+        array = folder.read(name)
         if array.shape != (length, block.shape[1]):
             raise FeatureError(
                 f"{folder.path_for(name)} changed while the cache was built (shape {array.shape}, "
                 f"expected {(length, block.shape[1])}); rerun"
             )
+        if problem := nonfinite(array):
+            bad.append(f"{folder.path_for(name)} ({problem})")
         block[start : start + length] = array
+    if bad:
+        raise nonfinite_error(bad)
+
+
+def nonfinite_error(bad: list[str]) -> Exception:
+    """One error naming every feature file with NaN or inf values."""
+    from vhd.datamodules.features import FeatureError
+
+    shown = "; ".join(bad[:LISTED]) + (
+        f" and {len(bad) - LISTED} more" if len(bad) > LISTED else ""
+    )
+    return FeatureError(
+        f"{len(bad)} feature files contain NaN or inf values: {shown}. Re-extract them (or remove "
+        "their records)"
+    )
+
+
+def check_finite(folder: FeatureFolder, names: Sequence[str], cache_dir: Path | None) -> None:
+    """Every value of every file finite, all bad files named in one error.
+
+    Files already found finite (same size and mtime) are listed in a small JSON under
+    ``cache_dir``, so only new or changed files are read: the first run reads every file once,
+    later runs cost one ``stat`` each. A ``cache_dir`` that cannot be written only loses that.
+    """
+    from vhd.datamodules.features import nonfinite
+
+    record = _finite_record(folder, cache_dir)
+    known = _read_finite(record)
+    versions = {name: _version(folder.path_for(name)) for name in names}
+    todo = [name for name in names if known.get(name) != versions[name]]
+    if not todo:
+        return
+    bad: list[str] = []
+    for name in progress(todo, f"checking {folder.folder.name}"):
+        if problem := nonfinite(folder.read(name)):
+            bad.append(f"{folder.path_for(name)} ({problem})")
+        else:
+            known[name] = versions[name]
+    if record is not None:
+        try:
+            write_text_atomic(record, json.dumps({"folder": str(folder.folder), "files": known}))
+        except OSError as err:
+            log.info("cannot keep the finite check of %s in %s (%s)", folder.folder, record, err)
+    if bad:
+        raise nonfinite_error(bad)
+
+
+def _version(path: Path | None) -> list[int]:
+    stat = path.stat() if path is not None else None
+    return [stat.st_size, stat.st_mtime_ns] if stat else [-1, -1]
+
+
+def _finite_record(folder: FeatureFolder, cache_dir: Path | None) -> Path | None:
+    if cache_dir is None:
+        return None
+    head = [str(folder.folder.resolve()), folder.key, folder.prefix, folder.suffix]
+    key = hashlib.sha1(json.dumps(head).encode()).hexdigest()[:16]
+    return cache_dir / f"{folder.folder.name}-{key}-finite.json"
+
+
+def _read_finite(record: Path | None) -> dict[str, list[int]]:
+    if record is None or not record.is_file():
+        return {}
+    try:
+        return {name: list(v) for name, v in json.loads(record.read_text())["files"].items()}
+    except (ValueError, KeyError, TypeError, AttributeError):  # damaged: check everything again
+        return {}
 
 
 def build_packed(

@@ -27,6 +27,7 @@ from vhd.datamodules.features import (
     load_concatenated,
 )
 from vhd.datamodules.samplers import evaluation_sampler, training_sampler
+from vhd.errors import ConfigError
 from vhd.seeding import run_seed
 from vhd.types import Batch
 
@@ -69,7 +70,7 @@ class FeatureGroup:
         max_len: int | None = None,
     ) -> None:
         if not folders:
-            raise ValueError(f"{config_key} is empty; list at least one {what} feature folder")
+            raise ConfigError(f"{config_key} is empty; list at least one {what} feature folder")
         self.what = what
         self.config_key = config_key
         self.normalize = normalize

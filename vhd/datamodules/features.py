@@ -4,7 +4,8 @@ A feature *type* lives in one folder: ``{prefix}{name}{suffix}.npz`` (one array 
 ``FeatureFolder`` reads one file; ``FeatureStore`` adds the cache (``"memory"``: every array packed
 into one block of RAM; ``"mmap"``: packed once into a ``.npy`` under ``cache_dir`` and
 memory-mapped) so an epoch does not reopen thousands of small files. Files are always opened with
-``allow_pickle=False``, and every array is checked (2-D, finite) before a model sees it.
+``allow_pickle=False``, and every array is checked (2-D, finite) before a model sees it: all
+values once at setup (``FeatureStore.prepare``; the verdict is cached), and again when read.
 """
 
 from __future__ import annotations
@@ -17,8 +18,14 @@ from typing import Literal
 
 import numpy as np
 
-from vhd.datamodules.cache import PackedArrays, build_packed, build_packed_file, open_packed
-from vhd.errors import FeatureError
+from vhd.datamodules.cache import (
+    PackedArrays,
+    build_packed,
+    build_packed_file,
+    check_finite,
+    open_packed,
+)
+from vhd.errors import ConfigError, FeatureError
 
 CacheMode = Literal["none", "memory", "mmap"]
 CACHE_MODES = ("none", "memory", "mmap")
@@ -37,6 +44,14 @@ def _as_rows(array: np.ndarray, path: Path) -> np.ndarray:
     if array.ndim != 2 or 0 in array.shape:
         raise FeatureError(f"{path}: expected a non-empty (time, dim) array, got {array.shape}")
     return array
+
+
+def nonfinite(array: np.ndarray) -> str:
+    """'3 of 40 rows' when some rows hold NaN or inf, else ''."""
+    if np.isfinite(array).all():
+        return ""
+    bad = int((~np.isfinite(array)).any(axis=1).sum())
+    return f"{bad} of {len(array)} rows"
 
 
 class FeatureFolder:
@@ -77,7 +92,17 @@ class FeatureFolder:
         return path
 
     def load(self, name: str) -> np.ndarray:
-        """The validated (time, dim) float32 array of ``name``."""
+        """The validated (time, dim) float32 array of ``name``: readable, 2-D and finite."""
+        array = self.read(name)
+        problem = nonfinite(array)
+        if problem:
+            raise FeatureError(
+                f"{self.path_for(name)} contains NaN or inf values ({problem}); re-extract it"
+            )
+        return array
+
+    def read(self, name: str) -> np.ndarray:
+        """The (time, dim) float32 array of ``name``, values not yet checked."""
         path = self._require(name)
         try:
             if path.suffix == ".npz":
@@ -96,13 +121,7 @@ class FeatureFolder:
             raise FeatureError(
                 f"{path} cannot be read ({type(err).__name__}: {err}); re-extract or re-download it"
             ) from err
-        array = _as_rows(array, path)
-        if not np.isfinite(array).all():
-            bad = int((~np.isfinite(array)).any(axis=1).sum())
-            raise FeatureError(
-                f"{path} contains NaN or inf values ({bad} of {len(array)} rows); re-extract it"
-            )
-        return array
+        return _as_rows(array, path)
 
     def shape(self, name: str) -> tuple[int, int]:
         """(time, dim) from the file header only: cheap enough to check every file at setup."""
@@ -164,9 +183,11 @@ class FeatureStore:
         self, folder: FeatureFolder, cache: CacheMode = "none", cache_dir: str | Path | None = None
     ) -> None:
         if cache not in CACHE_MODES:
-            raise ValueError(f"unknown feature cache {cache!r}; choose one of {list(CACHE_MODES)}")
+            raise ConfigError(f"unknown feature cache {cache!r}; choose one of {list(CACHE_MODES)}")
         if cache == "mmap" and cache_dir is None:
-            raise ValueError("feature_cache='mmap' needs a cache_dir to write the packed file into")
+            raise ConfigError(
+                "feature_cache='mmap' needs a cache_dir to write the packed file into"
+            )
         self.folder = folder
         self.cache = cache
         self.cache_dir = Path(cache_dir) if cache_dir is not None else None
@@ -213,11 +234,16 @@ class FeatureStore:
         return Scan(lengths, missing)
 
     def prepare(self, lengths: dict[str, int]) -> None:
-        """Fill the cache for the scanned names (no-op without a cache)."""
-        if self.cache == "none" or not lengths:
+        """Fill the cache for the scanned names; every file's values are checked (finite) here,
+        once: building a cache reads them anyway, and without a cache the verdicts are kept in
+        ``cache_dir`` so that later runs only ``stat`` the files."""
+        if not lengths:
             return
         names = sorted(lengths)
         if self._packed is not None and self._packed.covers(names):
+            return
+        if self.cache == "none":
+            check_finite(self.folder, names, self.cache_dir)
             return
         if self.cache == "memory":
             self._packed = build_packed(self.folder, names, lengths, self.dim or 0, out=None)

@@ -9,11 +9,13 @@ HPCL's protocol, from video length). Targets per clip:
 - ``saliency_pos`` / ``saliency_neg``: the official single (argmax, argmin) pair.
 
 With ``train_window`` (HPCL: T = 20) training items are T-clip windows drawn by
-``targets.sample_training_window``; evaluation always sees whole videos.
+``targets.sample_training_window``, ``windows_per_video`` of them per video and epoch, spread over
+the video; evaluation always sees whole videos.
 """
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Any, ClassVar, Literal
 
@@ -29,6 +31,7 @@ from vhd.datamodules.annotations import (
     source,
     strip_private,
 )
+from vhd.datamodules.clip_time import clip_rows, clip_spans, covered_clips, pool_rows
 from vhd.datamodules.common import (
     FeatureGroup,
     LabelledDataModule,
@@ -38,7 +41,7 @@ from vhd.datamodules.common import (
     report_records,
     short_features_error,
 )
-from vhd.datamodules.features import CacheMode
+from vhd.datamodules.features import CacheMode, FeatureFolder
 from vhd.datamodules.targets import (
     extreme_pair,
     sample_training_window,
@@ -51,6 +54,7 @@ from vhd.datamodules.targets import (
 HighlightProtocol = Literal["youtube", "tvsum"]
 SplitProtocol = Literal["splits_file", "longest_two"]
 HighlightSplit = Literal["train", "val", "test"]
+WindowsPerVideo = int | Literal["all"]
 DEFAULT_ANNOTATION_FILES = {
     "youtube": ["youtube_train.jsonl", "youtube_valid.jsonl"],
     "tvsum": ["tvsum_train.jsonl", "tvsum_val.jsonl"],
@@ -146,6 +150,18 @@ def assign_splits(
 
 
 # -- dataset ---------------------------------------------------------------------------------------
+def clip_features(entry: dict[str, Any], features: np.ndarray) -> np.ndarray:
+    """A video's feature rows for its labelled clips: the first ``num_clips`` when rows are clips;
+    with a ``feature_step``, each clip's rows pooled into one, or (``pool_features=False``) every
+    row up to the last clip's."""
+    rows = entry.get("clip_rows")
+    if rows is None:
+        return features[: entry["num_clips"]]
+    if entry["pool_features"]:
+        return pool_rows(features, rows)
+    return features[: int(rows[:, 1].max())]
+
+
 class HighlightDataset(Dataset):
     """Whole videos (or HPCL training windows) with per-clip targets, as ``collate_items`` items."""
 
@@ -160,6 +176,7 @@ class HighlightDataset(Dataset):
         use_tef: bool,
         train_window: int | None,
         min_positive_ratio: float,
+        windows_per_video: WindowsPerVideo = 1,
     ) -> None:
         self.videos = videos
         self.video = video
@@ -169,20 +186,37 @@ class HighlightDataset(Dataset):
         self.use_tef = use_tef
         self.train_window = train_window
         self.min_positive_ratio = min_positive_ratio
+        # (video, part, parts) per item: window ``part`` of the ``parts`` the video gives
+        self.items = [
+            (position, part, parts)
+            for position, entry in enumerate(videos)
+            for parts in [self.windows_of(entry["num_clips"], windows_per_video)]
+            for part in range(parts)
+        ]
+
+    def windows_of(self, num_clips: int, windows_per_video: WindowsPerVideo) -> int:
+        """Items a video gives per epoch: 1 when evaluating; ``"all"``: ceil(num_clips / T), as
+        many windows as tile the video."""
+        if self.train_window is None:
+            return 1
+        if windows_per_video == "all":
+            return max(1, math.ceil(num_clips / self.train_window))
+        return int(windows_per_video)
 
     def __len__(self) -> int:
-        return len(self.videos)
+        return len(self.items)
 
     def __getitem__(self, index: int) -> dict[str, Any]:
-        entry = self.videos[index]
+        position, part, parts = self.items[index]
+        entry = self.videos[position]
         record, num_clips = entry["record"], entry["num_clips"]
         vid = record["vid"]
-        video = self.video.load(vid)[:num_clips]
+        video = clip_features(entry, self.video.load(vid))
         if self.use_tef:
-            video = np.concatenate([video, temporal_endpoint_features(num_clips)], axis=1)
+            video = np.concatenate([video, temporal_endpoint_features(len(video))], axis=1)
         arrays = {"video": video, "labels": entry["labels"], "saliency": entry["saliency"]}
         if self.audio is not None:
-            arrays["audio"] = self.audio.load(vid)[:num_clips]
+            arrays["audio"] = clip_features(entry, self.audio.load(vid))
         meta: dict[str, Any] = {
             "qid": record.get("qid", vid),
             "index": index,  # position in the split: evaluation order under DDP
@@ -193,13 +227,16 @@ class HighlightDataset(Dataset):
             "domain": entry["domain"],
             "annotation": strip_private(record),
         }
+        if "clip_rows" in entry and not entry["pool_features"]:
+            meta["clip_rows"] = entry["clip_rows"].tolist()
+            meta["feature_step"] = entry["feature_step"]
         if self.train_window is not None:
             clips = sample_training_window(
-                entry["labels"], self.train_window, self.min_positive_ratio
+                entry["labels"], self.train_window, self.min_positive_ratio, part, parts
             )
             arrays = {key: value[clips] for key, value in arrays.items()}
             meta["clip_ids"] = clips.tolist()
-        meta["num_clips"] = len(arrays["video"])
+        meta["num_clips"] = len(arrays["labels"])
         positive, negative = extreme_pair(arrays["saliency"])
         item: dict[str, Any] = {
             key: torch.from_numpy(np.ascontiguousarray(value)) for key, value in arrays.items()
@@ -224,8 +261,11 @@ class HighlightDataModule(LabelledDataModule):
     concatenated after cutting to the shortest, and clips beyond the labels are cut. Optional
     query features (VideoLights on TVSum: ``{qid}.npz``, key ``token``) come from
     ``text_feature_dir``. ``train_window`` (HPCL: 20) turns training items into windows of that
-    many clips with positives:negatives >= ``min_positive_ratio``; ``tvsum_top_fraction`` is the
-    share of TVSum clips labelled 1 for HPCL. ``on_short_features="truncate"`` cuts labels to
+    many clips with positives:negatives >= ``min_positive_ratio``, ``windows_per_video`` of them
+    per training video and epoch (an int, or ``"all"``: ceil(clips / train_window), enough to tile
+    the video), each drawn from its own share of the video so they spread over it (HPCL's
+    configs give the learning curve behind their value); ``tvsum_top_fraction`` is the share of
+    TVSum clips labelled 1 for HPCL. ``on_short_features="truncate"`` cuts labels to
     shorter features (logged) instead of failing. ``feature_cache``: ``"memory"`` or ``"mmap"``
     (packed file under ``cache_dir``, default ``data_root/.feature_cache``). ``synthetic`` (e.g.
     ``{seed: 0, size: tiny}``) generates the embedded synthetic data in the protocol's format into
@@ -233,6 +273,16 @@ class HighlightDataModule(LabelledDataModule):
     ``feature_recipe``: the ``vhd extract`` recipe(s) the features must come from; with a
     ``manifest.json`` in ``data_root`` (written by ``vhd extract``) its recipe and clip length
     are checked before training.
+
+    ``feature_step``: seconds per feature row when rows are not the labelled clips (RASL: 0.2, its
+    5 fps); null means one row per clip (``clip_len``), as the released benchmark features are.
+    Rows are then placed on the clips by time (``clip_time``: the rows whose centre falls in a
+    clip's span), and features that stop more than one step short of the last labelled clip's end
+    are an error (or, with ``on_short_features="truncate"``, cut the clips they do not reach).
+    ``pool_features`` averages each clip's rows into one (models that read one row per clip);
+    ``False`` keeps every row and gives each item ``meta["clip_rows"]`` ([first, end) rows per
+    clip) and ``meta["feature_step"]``, for RASL, which scores 30 s windows at the feature rate and
+    pools its scores onto the clips. Every feature folder shares the step.
     """
 
     synthetic_kind = "highlights"
@@ -258,8 +308,11 @@ class HighlightDataModule(LabelledDataModule):
         max_v_l: int | None = None,
         max_q_l: int = 32,
         clip_len: float = 2.0,
+        feature_step: float | None = None,
+        pool_features: bool = True,
         train_window: int | None = None,
         min_positive_ratio: float = 0.5,
+        windows_per_video: WindowsPerVideo = 1,
         tvsum_top_fraction: float = 0.5,
         on_short_features: ShortFeatures = "error",
         feature_cache: CacheMode = "none",
@@ -288,6 +341,22 @@ class HighlightDataModule(LabelledDataModule):
             raise ValueError(
                 f"train_window must be at least 2 clips (HPCL: 20), got {train_window}"
             )
+        if windows_per_video != "all" and (
+            isinstance(windows_per_video, bool)
+            or not isinstance(windows_per_video, int)
+            or windows_per_video < 1
+        ):
+            raise ValueError(
+                f"windows_per_video must be a positive number of windows or 'all', got "
+                f"{windows_per_video!r}"
+            )
+        if feature_step is not None and feature_step <= 0:
+            raise ValueError(f"feature_step is seconds per feature row, got {feature_step}")
+        if feature_step is not None and not pool_features and train_window is not None:
+            raise ValueError(
+                "pool_features=False keeps feature rows apart from the labelled clips, for "
+                "evaluation (RASL); train_window needs one row per clip: pool_features=True"
+            )
         self.data_root = Path(data_root)
         self.protocol = protocol
         self.domain = domain
@@ -298,6 +367,11 @@ class HighlightDataModule(LabelledDataModule):
 
     def synthetic_options(self) -> dict[str, Any]:
         return {"style": self.protocol, **(self.hparams.synthetic or {})}
+
+    def feature_clip_len(self) -> tuple[float, str]:
+        if self.hparams.feature_step is None:
+            return super().feature_clip_len()
+        return float(self.hparams.feature_step), "data.feature_step"
 
     # -- annotations -------------------------------------------------------------------------
     def _load_annotations(self) -> dict[str, list[str]]:
@@ -379,7 +453,7 @@ class HighlightDataModule(LabelledDataModule):
         return HighlightDataset(
             videos, video, audio, text, clip_len=hp.clip_len, use_tef=hp.use_tef,
             train_window=hp.train_window if split == "train" else None,
-            min_positive_ratio=hp.min_positive_ratio,
+            min_positive_ratio=hp.min_positive_ratio, windows_per_video=hp.windows_per_video,
         )  # fmt: skip
 
     def _reconcile(
@@ -391,15 +465,18 @@ class HighlightDataModule(LabelledDataModule):
         for record in records:
             vid = str(record["vid"])
             labels, saliency = parse_labels(record, self.protocol, hp.tvsum_top_fraction)
-            available = lengths[vid]
+            available, timing = lengths[vid], {}
+            if hp.feature_step is not None:
+                available, timing = self._rows_by_time(record, len(labels), lengths[vid])
             if available < len(labels):
-                short.append((record, f"{available} feature clips, {len(labels)} labelled clips"))
+                detail = f"{available} feature clips, {len(labels)} labelled clips"
+                short.append((record, timing.get("shortfall", detail)))
                 if hp.on_short_features == "error":
                     continue
                 # recompute on the kept clips, so TVSum's top 50% is of what the model sees
                 record_cut = {**record, "label": record["label"][:available]}
                 labels, saliency = parse_labels(record_cut, self.protocol, hp.tvsum_top_fraction)
-            elif available > len(labels):
+            elif available > len(labels) or timing.get("spare_rows", 0) > 1:
                 cut_features.append(record)
             num_clips = min(available, len(labels))
             videos.append(
@@ -409,17 +486,43 @@ class HighlightDataModule(LabelledDataModule):
                     "num_clips": num_clips,
                     "labels": labels[:num_clips],
                     "saliency": saliency[:num_clips],
+                    **{key: timing[key] for key in ("clip_rows", "feature_step") if timing},
+                    "pool_features": hp.pool_features,
                 }
             )
         if short and hp.on_short_features == "error":
+            truncate = "set on_short_features='truncate' to cut their labels to the features"
             raise short_features_error(
-                short, "or set on_short_features='truncate' to cut their labels to the features"
+                short,
+                f"check data.feature_step (seconds per feature row) or {truncate}"
+                if hp.feature_step is not None
+                else f"or {truncate}",
             )
         report_records([record for record, _ in short], "had labels cut to their shorter features")
         report_records(
             cut_features, "have more feature clips than labels; the unlabelled tail clips are cut"
         )
         return videos
+
+    def _rows_by_time(
+        self, record: dict[str, Any], num_labels: int, num_rows: int
+    ) -> tuple[int, dict[str, Any]]:
+        """Rows every ``feature_step`` s placed on the labelled clips (``clip_time``): the clips
+        they cover within one step, and the entry's ``clip_rows``, ``feature_step``, the
+        ``spare_rows`` past the last clip and the ``shortfall`` in words."""
+        step, vid = float(self.hparams.feature_step), str(record["vid"])
+        spans = clip_spans(record, num_labels, self.hparams.clip_len)
+        covered = covered_clips(spans, num_rows, step)
+        rows = clip_rows(spans[:covered], step, num_rows)
+        folder = self.data_root / self.video_feature_dirs[0]
+        where = FeatureFolder(folder).path_for(vid) or folder / f"{vid}.npz"
+        shortfall = (
+            f"{where}: {num_rows} rows of {step:g} s cover {num_rows * step:.1f} s, but the "
+            f"{num_labels} labelled clips span {spans[-1, 1]:.1f} s"
+        )
+        spare = num_rows - int(rows[:, 1].max()) if covered else 0
+        timing = {"clip_rows": rows, "feature_step": step, "spare_rows": spare}
+        return covered, {**timing, "shortfall": shortfall}
 
     def _report_windows(self, videos: list[dict[str, Any]]) -> None:
         hp = self.hparams

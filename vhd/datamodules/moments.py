@@ -35,14 +35,17 @@ from vhd.datamodules.common import (
     short_features_error,
 )
 from vhd.datamodules.features import CacheMode
+from vhd.datamodules.holdout import HoldoutError, split_records
 from vhd.datamodules.targets import (
     annotator_saliency,
+    clamp_windows,
     qvhighlights_pairs,
     temporal_endpoint_features,
     window_pairs,
     window_saliency,
     windows_to_center_width,
 )
+from vhd.errors import ConfigError
 
 __all__ = [
     "MomentDataModule",
@@ -53,6 +56,25 @@ __all__ = [
 
 MomentProtocol = Literal["qvhighlights", "charades", "tacos"]
 Split = Literal["train", "val", "test"]
+# The splits a stage scores, so they need labels (predict needs none).
+EVALUATED_SPLITS = {"fit": ("val",), "validate": ("val",), "test": ("test",)}
+QV_TEST_LABELS = "highlight_test_with_gt.jsonl"
+
+
+def unlabelled_split_message(data_root: Path, files: dict[str, str | None], split: str) -> str:
+    """Why an inputs-only split cannot be scored, and the fix (the QVHighlights test labels)."""
+    filename = files[split]
+    message = (
+        f"{data_root / str(filename)} has no labels (relevant_windows), so the {split} split "
+        f"cannot be scored; point data.{split}_file at a labelled file, or use `vhd predict` to "
+        "write its submission"
+    )
+    if filename is not None and Path(filename).name == "highlight_test_release.jsonl":
+        message += (
+            f". For the QVHighlights test split, download {QV_TEST_LABELS} (the test labels the "
+            f"dataset's authors released, see the README) and set data.test_file={QV_TEST_LABELS}"
+        )
+    return message
 
 
 # -- labels ----------------------------------------------------------------------------------------
@@ -77,19 +99,24 @@ def parse_moment_labels(record: dict[str, Any]) -> dict[str, np.ndarray]:
     return labels
 
 
-def fit_labels(labels: dict[str, np.ndarray], num_clips: int, clip_len: float):
+def fit_labels(labels: dict[str, np.ndarray], num_clips: int, clip_len: float, clamp: bool = False):
     """Labels restricted to the features' span, and why they did not fit (``""`` if they did).
 
-    Windows may end up to one clip past the features (extractors round the last clip down);
-    clip ids index the saliency vector, so they must exist.
+    Windows may end up to one clip past the features (extractors round the last clip down) and
+    are kept as annotated (release) unless ``clamp``; longer ones are a problem, cut when the
+    caller truncates. Clip ids index the saliency vector, so they must exist.
     """
     span = num_clips * clip_len
     problems = []
     windows = labels["windows"]
-    if windows[:, 1].max() > span + clip_len + 1e-6:
+    too_long = windows[:, 1].max() > span + clip_len + 1e-6
+    if too_long:
         problems.append(f"windows end at {windows[:, 1].max():g}s, features cover {span:g}s")
     # the first window as annotated: the Charades-style saliency rule clamps it itself (official)
-    fitted = {"windows": np.minimum(windows[windows[:, 0] < span], span), "first": windows[0]}
+    fitted = {
+        "windows": clamp_windows(windows, span) if clamp or too_long else windows,
+        "first": windows[0],
+    }
     if "clip_ids" in labels:
         keep = labels["clip_ids"] < num_clips
         if not keep.all():
@@ -189,15 +216,23 @@ class MomentDataModule(LabelledDataModule):
     endpoint columns. Text: ``{text_file_prefix}{qid}.npz`` in ``text_feature_dir`` (one folder or
     a list, concatenated), key ``last_hidden_state`` (tokens) or ``pooler_output`` (one row).
     A split whose records have no ``relevant_windows`` (e.g. the QVHighlights test set) yields
-    inputs only. Default folders when null: video ``[slowfast_features, clip_features]``.
-    Labels that need more clips than the features have fail at setup, listing the records;
+    inputs only: ``vhd predict`` writes its submission, while validating or testing on it stops
+    with an error (for the QVHighlights test split, ``test_file: highlight_test_with_gt.jsonl``,
+    the labels the authors released, scores it). Default folders when null: video
+    ``[slowfast_features, clip_features]``. Labels that need more clips than the features have
+    fail at setup, listing the records;
     ``on_short_features="truncate"`` cuts them instead (logged, with a count). ``feature_cache``:
     ``"memory"`` or ``"mmap"`` (one packed file per folder under ``cache_dir``, default
     ``data_root/.feature_cache``, built once). ``synthetic`` (e.g. ``{seed: 0, size:
     quickstart}``) generates the embedded synthetic moments data into ``data_root`` on first use.
     ``feature_recipe``: the ``vhd extract`` recipe(s) the features must come from; with a
     ``manifest.json`` in ``data_root`` (written by ``vhd extract``) its recipe and clip length
-    are checked before training.
+    are checked before training. ``clamp_span_targets``: clamp training windows to the
+    features' span (targets in [0, 1], windows starting after it dropped); the release (False)
+    keeps them as annotated, so a window ending past the features gives a target above 1.
+    ``val_holdout``: a share (0-1) of the train file's videos held out as the validation split
+    (fixed by a hash of the video ids; ``val_file`` must be null), e.g. for Charades-STA, where
+    the release selects checkpoints on the test file; 0 reads ``val_file``.
     """
 
     synthetic_kind = "moments"
@@ -232,9 +267,16 @@ class MomentDataModule(LabelledDataModule):
         pin_memory: bool = False,
         synthetic: dict[str, Any] | None = None,
         feature_recipe: str | list[str] | None = None,
+        clamp_span_targets: bool = False,
+        val_holdout: float = 0.0,
     ) -> None:
         super().__init__()
         self.save_hyperparameters()
+        if val_holdout and val_file is not None:
+            raise HoldoutError(
+                f"val_holdout={val_holdout} carves the validation split from train_file; set "
+                f"val_file to null (it is {val_file!r})"
+            )
         if protocol not in ("qvhighlights", "charades", "tacos"):
             raise ValueError(
                 f"unknown moment protocol {protocol!r}; use qvhighlights, charades or tacos"
@@ -249,6 +291,14 @@ class MomentDataModule(LabelledDataModule):
             [text_feature_dir] if isinstance(text_feature_dir, str) else list(text_feature_dir)
         )
         self.files = {"train": train_file, "val": val_file, "test": test_file}
+        if val_holdout:
+            self.files["val"] = train_file
+
+    def setup(self, stage: str | None = None) -> None:
+        super().setup(stage)
+        for split in EVALUATED_SPLITS.get(stage or "fit", ()):
+            if not self.datasets[split].with_labels:
+                raise AnnotationError(unlabelled_split_message(self.data_root, self.files, split))
 
     def _groups(self) -> tuple[FeatureGroup, FeatureGroup, FeatureGroup | None]:
         hp = self.hparams
@@ -278,15 +328,25 @@ class MomentDataModule(LabelledDataModule):
             raise ValueError(f"unknown split {split!r}; moment datasets have train, val and test")
         filename = self.files[split]
         if filename is None:
-            raise ValueError(
+            raise ConfigError(
                 f"no {split}_file configured for {type(self).__name__}; set data.{split}_file"
             )
         path = self.data_root / filename
         records = read_jsonl(path)
         if not records:
             raise AnnotationError(f"{path} holds no records; check the file or data.{split}_file")
+        if self.hparams.val_holdout and split in ("train", "val"):
+            records = split_records(records, self.hparams.val_holdout, held_out=split == "val")
+        first_of_qid: dict[str, dict[str, Any]] = {}
         for record in records:
             require_fields(record, ("qid", "vid", "duration"))
+            first = first_of_qid.setdefault(str(record["qid"]), record)
+            if first is not record:  # text features are found by qid: the two would share one
+                raise AnnotationError(
+                    f"{source(record)}: qid {record['qid']!r} is already used at {source(first)}; "
+                    "every query needs its own qid (its text features are read by qid): "
+                    "renumber or remove one of them"
+                )
         labelled = [bool(record.get("relevant_windows")) for record in records]
         if any(labelled) and not all(labelled):
             unlabelled = records[labelled.index(False)]
@@ -328,7 +388,9 @@ class MomentDataModule(LabelledDataModule):
             num_clips = lengths[str(record["vid"])]
             entry: dict[str, Any] = {"record": record, "num_clips": num_clips}
             if with_labels:
-                labels, problem = fit_labels(parse_moment_labels(record), num_clips, hp.clip_len)
+                labels, problem = fit_labels(
+                    parse_moment_labels(record), num_clips, hp.clip_len, hp.clamp_span_targets
+                )
                 if problem:
                     short.append((record, problem))
                 if len(labels["windows"]) == 0 or len(labels.get("clip_ids", [0])) == 0:

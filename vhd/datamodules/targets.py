@@ -22,11 +22,17 @@ def temporal_endpoint_features(length: int) -> np.ndarray:
 def windows_to_center_width(windows: np.ndarray, span: float) -> np.ndarray:
     """Seconds -> normalised (center, width); official loaders divide by ctx_l x clip_len.
 
-    Clamped to [0, 1] (the official code is not): a window may end up to one clip past the
-    features, and a target outside the video would only teach the span head to overshoot.
+    Not clamped, as released: a window ending past the features gives a target above 1
+    (``clamp_windows`` first to keep targets in [0, 1]).
     """
-    normalized = np.clip(np.asarray(windows, dtype=np.float32).reshape(-1, 2) / span, 0.0, 1.0)
+    normalized = np.asarray(windows, dtype=np.float32).reshape(-1, 2) / span
     return np.stack([normalized.mean(axis=1), normalized[:, 1] - normalized[:, 0]], axis=1)
+
+
+def clamp_windows(windows: np.ndarray, span: float) -> np.ndarray:
+    """Windows cut to the features' span [0, span] s; those starting at or after it dropped."""
+    windows = np.asarray(windows, dtype=np.float32).reshape(-1, 2)
+    return np.clip(windows[windows[:, 0] < span], 0.0, span)
 
 
 def _randint(high: int) -> int:
@@ -133,8 +139,15 @@ def window_feasible(labels: np.ndarray, length: int, min_positive_ratio: float) 
     )
 
 
+def _share(count: int, part: int, parts: int) -> tuple[int, int]:
+    """``[lo, hi)``: the ``part``-th of ``parts`` near-equal shares of ``range(count)``, never
+    empty (shares repeat when ``count < parts``)."""
+    lo = part * count // parts
+    return lo, max((part + 1) * count // parts, lo + 1)
+
+
 def sample_training_window(
-    labels: np.ndarray, length: int, min_positive_ratio: float = 0.5
+    labels: np.ndarray, length: int, min_positive_ratio: float = 0.5, part: int = 0, parts: int = 1
 ) -> np.ndarray:
     """Clip indices (increasing) of one HPCL training sequence of ``length`` segments.
 
@@ -142,7 +155,9 @@ def sample_training_window(
     none does, a random window is repaired as HPCL re-samples: clips of the over-represented class
     are swapped for clips of the missing class from elsewhere in the video, and the result is put
     back in temporal order. Videos shorter than ``length`` give all their clips; videos that
-    cannot qualify at all give the best the repair reaches.
+    cannot qualify at all give the best the repair reaches. Window ``part`` of ``parts`` draws its
+    start from the ``part``-th of ``parts`` equal shares of those starts (in temporal order), so
+    the windows a video gives in one epoch spread over it rather than land anywhere.
     """
     count = len(labels)
     if count <= length:
@@ -154,9 +169,11 @@ def sample_training_window(
     ok = (pos_counts >= 1) & (neg_counts >= 1) & (pos_counts >= min_positive_ratio * neg_counts)
     starts = np.flatnonzero(ok)
     if len(starts):
-        start = int(starts[_randint(len(starts))])
+        lo, hi = _share(len(starts), part, parts)
+        start = int(starts[lo + _randint(hi - lo)])
         return np.arange(start, start + length)
-    start = _randint(count - length + 1)
+    lo, hi = _share(count - length + 1, part, parts)
+    start = lo + _randint(hi - lo)
     window = np.arange(start, start + length)
     inside = np.zeros(count, dtype=bool)
     inside[window] = True

@@ -2,8 +2,9 @@
 
 RASL (section IV-F) cuts every video into 30 s windows at 5 fps (150 steps); a video or a last
 piece shorter than a window is repeated until it fills one. Audio is average-pooled and linearly
-interpolated to the visual length first, so step i of both modalities is the same instant. Each
-item also carries the random mask of the auxiliary masked reconstruction task (50% of steps).
+interpolated to the visual length first, so step i of both modalities is the same instant (the
+model then resamples each audio vector's length to the visual one: ``RASL.audio_alignment``).
+Each item also carries the random mask of the auxiliary masked reconstruction task (50% of steps).
 
 Every step of a window is real input (repeats included: RASL reconstructs them too), so
 ``video_mask`` is all True; ``meta["source_steps"]`` says how many leading steps are distinct
@@ -22,6 +23,7 @@ from torch.utils.data import Dataset
 from vhd.datamodules.annotations import AnnotationError, read_jsonl, require_fields
 from vhd.datamodules.common import FeatureGroup, VHDDataModule
 from vhd.datamodules.features import CacheMode, pool_and_interpolate
+from vhd.errors import MissingFileError
 
 
 def window_indices(num_steps: int, start: int, window: int) -> np.ndarray:
@@ -163,7 +165,7 @@ class UnlabeledDataModule(VHDDataModule):
         else:
             where = self.data_root / self.video_feature_dirs[0]
             if not where.is_dir():
-                raise FileNotFoundError(
+                raise MissingFileError(
                     f"video feature folder {where} does not exist; check data_root and "
                     "video_feature_dirs"
                 )

@@ -9,14 +9,11 @@ weights). Everything is read with ``weights_only=True``.
 from __future__ import annotations
 
 import importlib
-import pickle
-import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import torch
-
+from vhd.checkpoints import read_checkpoint
 from vhd.launch.errors import UserError
 from vhd.models import VHDModule
 
@@ -44,25 +41,13 @@ def _import(class_path: str) -> type:
     return getattr(importlib.import_module(module), name)
 
 
-def read_checkpoint(path: Path) -> dict[str, Any]:
-    if not path.is_file():
-        raise UserError(f"--ckpt {path}: no such file; pass a checkpoint of vhd fit")
-    try:
-        return torch.load(path, map_location="cpu", weights_only=True)
-    except (pickle.UnpicklingError, RuntimeError, EOFError, zipfile.BadZipFile, OSError) as err:
-        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise UserError(
-            f"{path} cannot be read as a checkpoint ({first}); pass a .ckpt written by vhd fit"
-        ) from err
-
-
 def load_trained(
     path: str | Path, recipe: list[str] | None = None, clip_len: float | None = None
 ) -> TrainedModel:
     """The model in eval mode with the settings its features need; ``recipe`` / ``clip_len``
     stand in for a checkpoint trained without an extraction manifest (older runs)."""
     path = Path(path)
-    checkpoint = read_checkpoint(path)
+    checkpoint = read_checkpoint(path, flag="--ckpt")
     hparams = checkpoint.get("hyper_parameters") or {}
     class_path = hparams.get("_class_path")
     if "state_dict" not in checkpoint or not class_path:

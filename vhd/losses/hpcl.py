@@ -43,8 +43,9 @@ def segment_contrastive_loss(
     that have such a query. Keys are taken from the same video only (intra-video, section 3.5.2).
 
     Eq. 8 prints the positive's term in the denominator without ``/tau``; that is read as a typo
-    (InfoNCE, eq. 6, divides every logit by tau). ``normalize`` L2-normalises the embeddings first
-    (cosine similarity, as in the contrastive methods the paper builds on [8, 9, 18]).
+    (InfoNCE, eq. 6, divides every logit by tau). The paper gives no value for ``tau``; ``HPCL``
+    defaults to 0.1 (SimCLR's [8]). ``normalize`` L2-normalises the embeddings first (cosine
+    similarity, as in the contrastive methods the paper builds on [8, 9, 18]).
     """
     with torch.autocast(embeddings.device.type, enabled=False):
         z = embeddings.float()

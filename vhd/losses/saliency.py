@@ -22,17 +22,27 @@ def margin_ranking_loss(
 
 
 def rank_contrastive_loss(
-    scores: Tensor, negative_scores: Tensor, labels: Tensor, mask: Tensor, tau: float = 0.5
+    scores: Tensor,
+    negative_scores: Tensor | None,
+    labels: Tensor,
+    mask: Tensor,
+    tau: float = 0.5,
 ) -> Tensor:
     """QD-DETR's rank-aware contrastive loss over the clips of the pair and its negative pair.
 
-    The clips of the mismatched (negative) query join as label-0 candidates. For every rating
-    threshold t = 1..11 present in the batch, clips rated >= t are positives of an InfoNCE over
-    all clips (temperature ``tau``); rows without positives add 0. The sum is divided by 12.
+    The clips of the mismatched (negative) query join as label-0 candidates (none when
+    ``negative_scores`` is None: the pair's own clips only). For every rating threshold
+    t = 1..11 present in the batch, clips rated >= t are positives of an InfoNCE over all clips
+    (temperature ``tau``); rows without positives add 0. The sum is divided by 12.
     """
-    valid = mask.float().repeat(1, 2)
-    joint = torch.cat([scores, negative_scores], dim=1) * valid + (1.0 - valid) * -1e3
-    joint_labels = torch.cat([labels, torch.zeros_like(labels)], dim=1)
+    if negative_scores is None:
+        valid = mask.float()
+        joint = scores * valid + (1.0 - valid) * -1e3
+        joint_labels = labels
+    else:
+        valid = mask.float().repeat(1, 2)
+        joint = torch.cat([scores, negative_scores], dim=1) * valid + (1.0 - valid) * -1e3
+        joint_labels = torch.cat([labels, torch.zeros_like(labels)], dim=1)
     logits = joint / tau
     logits = logits - logits.max(dim=1, keepdim=True).values
     log_prob = logits - torch.log(logits.exp().sum(dim=1, keepdim=True) + 1e-6)

@@ -41,12 +41,15 @@ class VideoLightsCriterion(nn.Module):
     """Matches queries to windows and computes every weighted loss term of VideoLights.
 
     Weights and defaults are the release's QVHighlights values (reference section 3.5).
-    ``hard_pos_neg_loss_coef`` is scaled by ``epoch + 1`` (W_j grows linearly, section 3.4).
+    ``hard_pos_neg_loss_coef`` is scaled by ``epoch + 1`` (W_j grows linearly, section 3.4);
+    ``hard_pos_neg_weight_max`` caps W_j (None: no cap, as released).
     ``alignment_loss="paper"`` replaces the release's NCE + clip-sentence alignment by the paper's
     symmetric CLIP loss on the video and text projections (last layer only).
     ``hard_loss_form="paper"`` uses section 3.4's L1 / squared-error sums instead of the
     release's masked MSE. ``use_matcher=None`` matches whenever the batch has windows (the
     release matches on every dataset but TVSum and YouTube Highlights, which have none).
+    Without negative-pair scores (``VideoLights(use_negative_pairs=False)``) the negative-pair
+    term is absent and the rank contrastive loss ranks the pair's own clips only.
     """
 
     def __init__(
@@ -65,6 +68,7 @@ class VideoLightsCriterion(nn.Module):
         mr_to_hd_loss_coef: float = 1.0,
         hard_pos_neg_loss: bool = True,
         hard_pos_neg_loss_coef: float = 10.0,
+        hard_pos_neg_weight_max: float | None = None,
         hard_loss_form: HardLossForm = "release",
         contrastive_align_loss: bool = True,
         contrastive_align_loss_coef: float = 0.2,
@@ -86,6 +90,7 @@ class VideoLightsCriterion(nn.Module):
         self.mr_to_hd_loss_coef = mr_to_hd_loss_coef
         self.hard_pos_neg_loss = hard_pos_neg_loss
         self.hard_pos_neg_loss_coef = hard_pos_neg_loss_coef
+        self.hard_pos_neg_weight_max = hard_pos_neg_weight_max
         self.hard_loss_form = hard_loss_form
         self.contrastive_align_loss = contrastive_align_loss
         self.temperature = temperature
@@ -140,24 +145,29 @@ class VideoLightsCriterion(nn.Module):
         )
 
     # -- highlight detection --------------------------------------------------------------------
+    def hard_weight(self, epoch: int) -> float:
+        """W_j = (epoch + 1) x coef (section 3.4), capped at ``hard_pos_neg_weight_max``."""
+        weight = (epoch + 1) * self.hard_pos_neg_loss_coef
+        cap = self.hard_pos_neg_weight_max
+        return weight if cap is None else min(weight, cap)
+
     def saliency_loss(self, output: VideoLightsOutput, batch: Batch, epoch: int) -> Tensor:
         """Eq. 4: L_rank + L_cont + negative pair + Uni-JFM (L_ts + L_tc) + hard losses."""
-        scores, negative = output.saliency.float(), output.saliency_negative.float()
+        scores = output.saliency.float()
+        negative = None if output.saliency_negative is None else output.saliency_negative.float()
         labels, mask = batch["saliency"].float(), output.video_mask
-        loss = (
-            margin_ranking_loss(
-                scores, batch["saliency_pos"], batch["saliency_neg"], self.saliency_margin
-            )
-            + rank_contrastive_loss(scores, negative, labels, mask, self.rank_contrastive_tau)
-            + negative_pair_loss(negative, mask)
-        )
+        loss = margin_ranking_loss(
+            scores, batch["saliency_pos"], batch["saliency_neg"], self.saliency_margin
+        ) + rank_contrastive_loss(scores, negative, labels, mask, self.rank_contrastive_tau)
+        if negative is not None:
+            loss = loss + negative_pair_loss(negative, mask)
         u, v = normalized_rows(scores, labels)
         loss = loss + self.cos_sim_loss_coef * cosine_loss(u, v)  # Uni-JFM task-specific L_ts
         if output.saliency_mr is not None:  # Uni-JFM task-coupled L_tc (MR-to-HD)
             u_mr, _ = normalized_rows(output.saliency_mr.float(), labels)
             loss = loss + self.mr_to_hd_loss_coef * cosine_loss(u_mr, v)
         if self.hard_pos_neg_loss:
-            weight = (epoch + 1) * self.hard_pos_neg_loss_coef  # W_j
+            weight = self.hard_weight(epoch)  # W_j
             positive = labels > 0
             if self.hard_loss_form == "release":
                 hard_negative, hard_positive = hard_losses(u, v, positive, weight)

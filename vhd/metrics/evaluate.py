@@ -1,6 +1,7 @@
 """``vhd eval``: score a submission jsonl against the ground truth, like the official scripts.
 
     vhd eval --gt highlight_val_release.jsonl --pred hl_val_submission.jsonl --out metrics.json
+    vhd eval --gt highlight_test_with_gt.jsonl --pred hl_test_submission.jsonl  # the test split
 
 prints a table of the headline figures and writes the JSON the official script writes (for
 QVHighlights, the structure of Moment-DETR's ``eval_submission``: ``brief``, ``HL-min-*`` and the
@@ -21,7 +22,13 @@ from rich.console import Console
 from rich.table import Table
 
 from vhd.metrics import functional as F
-from vhd.metrics.submission import SubmissionError, check_predictions, match_qids, read_jsonl
+from vhd.metrics.submission import (
+    SubmissionError,
+    check_ground_truth,
+    check_predictions,
+    match_qids,
+    read_jsonl,
+)
 
 DATASETS = ("qvhighlights", "charades", "tacos", "youtube", "tvsum")
 # Moment-DETR's brief, in its order (it sorts the MR keys, then appends the HL ones).
@@ -37,6 +44,14 @@ GROUNDING_BRIEF = (
     "MR-full-mIoU",
 )
 HIGHLIGHT_DIGITS = 3  # UMT rounds its fraction to 5 decimals: 3 in percent
+# Ground-truth fields that hold the labels; a file with none of them is inputs only.
+LABEL_FIELDS = {
+    "qvhighlights": ("relevant_windows", "saliency_scores"),
+    "charades": ("relevant_windows",),
+    "tacos": ("relevant_windows",),
+    "youtube": ("label",),
+    "tvsum": ("label",),
+}
 REQUIRED_FIELDS = {
     "charades": ("pred_relevant_windows",),
     "tacos": ("pred_relevant_windows",),
@@ -85,6 +100,21 @@ def _grounding(predictions: F.Records, ground_truth: F.Records, dataset: str) ->
         "MR-mIoU": flat["MR-full-mIoU"],
     }
     return F.round_metrics({"brief": {k: flat[k] for k in GROUNDING_BRIEF}, "full": full})
+
+
+def check_labelled(ground_truth: Sequence[Mapping[str, Any]], dataset: str, path: str) -> None:
+    """Ground truth must carry labels: the QVHighlights test release has none (its labels are
+    ``highlight_test_with_gt.jsonl``, released by the dataset's authors)."""
+    fields = LABEL_FIELDS.get(dataset, ())
+    if any(record.get(field) is not None for record in ground_truth for field in fields):
+        return
+    hint = ""
+    if Path(path).name == "highlight_test_release.jsonl":
+        hint = "; score the QVHighlights test split against highlight_test_with_gt.jsonl"
+    raise SubmissionError(
+        f"{path}: no record has {' or '.join(fields)}: this is not ground truth for {dataset} "
+        f"(inputs only?){hint}"
+    )
 
 
 def evaluate(
@@ -158,15 +188,25 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     console = Console(highlight=False)
     try:
-        ground_truth = [record for _, record in read_jsonl(args.gt)]
+        gt_records = read_jsonl(args.gt)
+        check_ground_truth(gt_records)
+        ground_truth = [record for _, record in gt_records]
+        check_labelled(ground_truth, args.dataset, args.gt)
         pred_records = read_jsonl(args.pred)
         check_predictions(pred_records, REQUIRED_FIELDS.get(args.dataset, ()))
+        all_gt = len(ground_truth)
         predictions, ground_truth = match_qids(
             [record for _, record in pred_records], ground_truth, args.allow_partial, args.pred
         )
         if len(predictions) < len(pred_records):
             console.print(
                 f"--allow-partial: scoring {len(predictions)} of {len(pred_records)} qids",
+                soft_wrap=True,
+            )
+        if len(ground_truth) < all_gt:
+            console.print(
+                f"--allow-partial: {all_gt - len(ground_truth)} of {all_gt} ground-truth qids "
+                "have no prediction and are left out of the score",
                 soft_wrap=True,
             )
         metrics = evaluate(predictions, ground_truth, args.dataset)

@@ -139,6 +139,18 @@ def check_predictions(
             )
 
 
+def check_ground_truth(records: Sequence[tuple[str, Mapping[str, Any]]]) -> None:
+    """Each qid once: a repeated one would be scored against whichever record came last."""
+    seen: dict[Any, str] = {}
+    for where, record in records:
+        if record["qid"] in seen:
+            raise SubmissionError(
+                f"{where}: qid {record['qid']!r} is already in the ground truth at "
+                f"{seen[record['qid']]}; keep one record per query"
+            )
+        seen[record["qid"]] = where
+
+
 def match_qids(
     predictions: Sequence[Mapping[str, Any]],
     ground_truth: Sequence[Mapping[str, Any]],

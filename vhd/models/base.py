@@ -19,6 +19,7 @@ from lightning.pytorch.utilities.rank_zero import rank_zero_info
 from torch import nn
 
 from vhd.callbacks import BestCheckpoint
+from vhd.errors import ConfigError
 from vhd.seeding import run_seed, seed_epoch
 from vhd.tracking import log_final_metrics
 from vhd.types import Batch, Prediction
@@ -105,7 +106,7 @@ class VHDModule(L.LightningModule):
     def _evaluate_step(self, batch: Batch) -> None:
         self._check_input_dims(batch)
         if self.metrics is None:
-            raise RuntimeError(
+            raise ConfigError(
                 "no evaluation protocol: the datamodule must define `protocol` to validate or test"
             )
         predictions = self.predict_batch(batch)
@@ -177,7 +178,7 @@ class VHDModule(L.LightningModule):
     def _check_input_dims(self, batch: Batch) -> None:
         for key, expected in self.input_dims().items():
             if key in batch and batch[key].shape[-1] != expected:
-                raise ValueError(
+                raise ConfigError(
                     f"{type(self).__name__} was built for {key} features of size {expected}, but "
                     f"the data gives {batch[key].shape[-1]} (feature folders concatenated, plus 2 "
                     f"temporal endpoint columns for video when use_tef is on); set the model's "

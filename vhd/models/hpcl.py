@@ -23,6 +23,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from vhd.errors import ConfigError
 from vhd.losses.hpcl import hard_pair_ranking_loss, segment_contrastive_loss, segment_cross_entropy
 from vhd.models.base import VHDModule
 from vhd.types import Batch, Prediction
@@ -32,19 +33,25 @@ MASKED_SCORE = -1e4
 
 Architecture = Literal["co_av", "cr_av", "av", "v_only", "a_only"]
 AttentionResidual = Literal["values", "input"]
+AttentionScale = Literal["head", "d_k"]
 GlobalInit = Literal["mean", "random"]
 PositionEncoding = Literal["none", "sinusoidal"]
 
 
 class MultiHeadAttention(nn.Module):
-    """softmax(Q K^T / sqrt(d_head)) S with query/key width ``d_k`` and value width ``d_v`` split
-    over heads (eq. 1-2 and 4-5); returns the attended values and the values ``S`` themselves."""
+    """softmax(Q K^T / sqrt(width)) S with query/key width ``d_k`` and value width ``d_v`` split
+    over heads (eq. 1-2 and 4-5); returns the attended values and the values ``S`` themselves.
+    ``scale="head"``: width = d_k / num_heads, each head's own width as in [53]; ``"d_k"``: width
+    = d_k, the full query width eq. 2 prints."""
 
-    def __init__(self, d_model: int, d_k: int, d_v: int, num_heads: int) -> None:
+    def __init__(
+        self, d_model: int, d_k: int, d_v: int, num_heads: int, scale: AttentionScale = "head"
+    ) -> None:
         super().__init__()
         if d_k % num_heads or d_v % num_heads:
             raise ValueError(f"d_k={d_k} and d_v={d_v} must be multiples of num_heads={num_heads}")
         self.num_heads = num_heads
+        self.scale = None if scale == "head" else d_k**-0.5  # None: SDPA's 1/sqrt(head width)
         self.w_q = nn.Linear(d_model, d_k)  # W^q
         self.w_k = nn.Linear(d_model, d_k)  # W^k
         self.w_s = nn.Linear(d_model, d_v)  # W^s (values S)
@@ -64,6 +71,7 @@ class MultiHeadAttention(nn.Module):
             self._split(self.w_k(memory)),
             self._split(values),
             attn_mask=bias.to(values.dtype),
+            scale=self.scale,
         )
         batch, _, length, _ = attended.shape
         return attended.transpose(1, 2).reshape(batch, length, -1), values
@@ -94,10 +102,11 @@ class IntraModalityLayer(nn.Module):
         d_ff: int,
         dropout: float,
         residual: AttentionResidual,
+        attention_scale: AttentionScale = "head",
     ) -> None:
         super().__init__()
         self.residual = residual
-        self.attention = MultiHeadAttention(d_model, d_k, d_v, num_heads)
+        self.attention = MultiHeadAttention(d_model, d_k, d_v, num_heads, attention_scale)
         self.dropout = nn.Dropout(dropout)
         if residual == "values":
             self.attention_norm = nn.LayerNorm(d_v)
@@ -126,10 +135,17 @@ class DecoderLayer(nn.Module):
     """
 
     def __init__(
-        self, d_model: int, d_k: int, d_v: int, num_heads: int, d_ff: int, dropout: float
+        self,
+        d_model: int,
+        d_k: int,
+        d_v: int,
+        num_heads: int,
+        d_ff: int,
+        dropout: float,
+        attention_scale: AttentionScale = "head",
     ) -> None:
         super().__init__()
-        self.cross_attention = MultiHeadAttention(d_model, d_k, d_v, num_heads)
+        self.cross_attention = MultiHeadAttention(d_model, d_k, d_v, num_heads, attention_scale)
         self.output = nn.Linear(d_v, d_model)
         self.attention_norm = nn.LayerNorm(d_model)
         self.ffn = feed_forward(d_model, d_ff, d_model, dropout)
@@ -245,7 +261,8 @@ class HPCL(VHDModule):
     ``num_layers`` (n = 2), ``num_heads`` (8), ``d_k`` = ``d_v`` = 512, ``dropout`` (0.5),
     ``ce_weight`` / ``hpcl_weight`` / ``rank_weight`` (lambda_1..3 = 1, 0.3, 0.1), ``tau``,
     ``hard_pair_region`` (L = 3), ``rank_margin`` (0.7), ``lr`` (Adam, 1e-4). Epochs (20) are the
-    trainer's, and T = 20 training windows the datamodule's (see ``configs/hpcl_*.yaml``).
+    trainer's; T = 20 (``train_window``), the class ratio (``min_positive_ratio``) and the windows
+    per video and epoch (``windows_per_video``) the datamodule's (see ``configs/hpcl_*.yaml``).
 
     Ablations (section 4.4) are configuration:
 
@@ -257,26 +274,48 @@ class HPCL(VHDModule):
     - ``global_decoder`` (Table 5) on/off, ``global_init`` ``"mean"`` (default, Table 5's best)
       or ``"random"``.
 
-    Choices the paper leaves open, with the alternative as an option:
+    Where the paper is ambiguous or silent, what vhd reads (there is no official code to settle
+    it), with the other reading as an option where one is plausible:
 
-    - ``tau``: not given; 0.1 (SimCLR's [8] value).
+    - Training windows, "the ratio is not less than 1:2" (4.2): read as positives:negatives
+      >= 1:2, i.e. at least T/3 positives (7 of 20), any number of negatives >= 1
+      (``min_positive_ratio=0.5`` of the datamodule). The paper motivates the rule by class
+      imbalance, highlights being the minority (42% of YouTube Highlights clips, 50% of TVSum's by
+      construction), so it is read as a floor on positives only; a window of mostly positives
+      passes. The symmetric reading (either class at least a third of the window) is not
+      offered. "Re-sample additional samples in the same video" (when no consecutive window
+      qualifies): clips of the over-represented class are swapped for clips of the missing class
+      from elsewhere, kept in temporal order (``vhd.datamodules.targets.sample_training_window``).
+    - Windows per epoch: the paper samples "a video sequence" per video; how many per epoch it
+      does not say. One per video gives TVSum's per-domain models (two training videos) one
+      optimizer step per epoch, 20 in all; ``windows_per_video`` sets it, and the HPCL configs
+      give the learning curve behind their value.
+    - ``attention_scale``: eq. 2 divides by sqrt(d_k) with d_k = 512 the full query width, eq. 4
+      by an undefined sqrt(d_L), yet the attention is multi-head. ``"head"`` (default) scales each
+      head by the square root of its own width, d_k / num_heads = 64, as the multi-head attention
+      of [53] the text names; ``"d_k"`` divides by sqrt(512), which makes every head's softmax
+      sqrt(8) ~ 2.8 times flatter.
     - ``attention_residual``: ``"values"`` follows eq. 2 (``softmax(QK^T)S + S``); ``"input"``
       is the standard encoder layer [53] the text names.
-    - ``d_ff`` (FFN width, not given): 1024 = 4 d as in [53]. ``global_decoder_layers`` (not
-      given): 1. Dropout (0.5) acts in the FFNs, after attention, and in the heads; attention
-      weights are not dropped.
-    - ``position_encoding``: the equations feed features without positions, so ``"none"``;
-      ``"sinusoidal"`` [53] is available (absolute positions seen only up to T - 1 in training
-      while evaluation runs on whole videos, hence not the default).
+    - Final score (3.4: "a weighted sum of these scores", weights not given): the heads' sigmoid
+      probabilities weighted by ``co_score_weight``, ``visual_score_weight``,
+      ``audio_score_weight`` (1 each) and divided by the weights' total, so it stays in [0, 1];
+      the ranking, and so every metric, is that of the plain weighted sum. The CE terms of eq. 10
+      are summed with weight 1 each, as printed; each is the binary cross-entropy of a head's
+      logit (one score per segment).
+    - ``tau`` (eq. 6 and 8: "temperature coefficient", no value): 0.1, SimCLR's [8]. Eq. 8
+      prints the positive's denominator term without /tau; read as a typo (see
+      ``vhd.losses.hpcl.segment_contrastive_loss``).
     - ``normalize_embeddings``: the contrastive logits and the ranking distances use L2-normalised
       embeddings (eq. 8 writes ``q . k``; with raw 512-d features margin 0.7 would be meaningless).
     - Hard pairs: watershed = last segment before a label change; pairs of one label dropped
       (``hard_pairs_mixed_only``), see ``vhd.losses.hpcl.hard_pair_indices``.
-    - Final score: the weighted sum of the heads' sigmoid probabilities (``co_score_weight``,
-      ``visual_score_weight``, ``audio_score_weight``, 1 each: the paper gives no weights),
-      divided by the weights' total so it stays in [0, 1]; the ranking, and so every metric, is
-      that of the plain weighted sum.
-    - The CE of eq. 10 is the binary cross-entropy of each head's logit (one score per segment).
+    - ``d_ff`` (FFN width, not given): 1024 = 4 d as in [53]. ``global_decoder_layers`` (not
+      given): 1. Dropout (0.5) acts in the FFNs, after attention, and in the heads; attention
+      weights are not dropped. LayerNorms are added (not mentioned) to keep the layers trainable.
+    - ``position_encoding``: the equations feed features without positions, so ``"none"``;
+      ``"sinusoidal"`` [53] is available (absolute positions seen only up to T - 1 in training
+      while evaluation runs on whole videos, hence not the default).
     """
 
     predicts_windows = False
@@ -294,6 +333,7 @@ class HPCL(VHDModule):
         d_ff: int = 1024,
         dropout: float = 0.5,
         attention_residual: AttentionResidual = "values",
+        attention_scale: AttentionScale = "head",
         global_decoder: bool = True,
         global_init: GlobalInit = "mean",
         global_decoder_layers: int = 1,
@@ -331,6 +371,7 @@ class HPCL(VHDModule):
             "num_heads": num_heads,
             "d_ff": d_ff,
             "dropout": dropout,
+            "attention_scale": attention_scale,
         }
 
         # 3.1: per-segment features -> d (AV: the concatenated features, Table 3)
@@ -391,7 +432,7 @@ class HPCL(VHDModule):
 
     def _inputs(self, batch: Batch) -> dict[str, Tensor]:
         if "audio" in self.input_dims() and "audio" not in batch:
-            raise ValueError(
+            raise ConfigError(
                 f"HPCL architecture {self.architecture!r} needs audio features, but the batch has "
                 "none; configure the datamodule's audio feature folder or use architecture: v_only"
             )
@@ -473,7 +514,7 @@ class HPCL(VHDModule):
 
     def training_step(self, batch: Batch, batch_idx: int) -> Tensor:
         if "labels" not in batch:
-            raise ValueError(
+            raise ConfigError(
                 "HPCL trains on per-segment binary highlight labels (batch key 'labels'); use a "
                 "highlight datamodule (YouTube Highlights labels, TVSum top-50% labels)"
             )

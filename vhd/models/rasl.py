@@ -11,6 +11,9 @@ Pretraining (Fig. 3, Algorithm 1), per modality m in {visual, audio}, on windows
     L_total = sum_m (L_e + L_r + L_au) + L_s (eq. 11)
 
 Inference uses the visual branch alone: s^v of each 30 s window is the highlight score.
+
+Audio is aligned to vision without parameters (III-A, III-F): average pooling brings its steps to
+the visual ones, linear interpolation each vector's length d_a to d_v (``align_audio``).
 """
 
 from __future__ import annotations
@@ -18,7 +21,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from itertools import pairwise
-from typing import Literal
+from typing import Any, Literal
 
 import torch
 import torch.nn.functional as F
@@ -26,6 +29,7 @@ from lightning.pytorch.callbacks import Callback
 from torch import Tensor, nn
 
 from vhd.callbacks import BestCheckpoint
+from vhd.errors import UserError
 from vhd.losses.rasl import (
     k_point_contrastive_loss,
     reconstruction_l1,
@@ -47,6 +51,24 @@ TemperatureForm = Literal["log", "linear"]
 SCLNegatives = Literal["window", "batch"]
 ScoreNorm = Literal["video", "window", "none"]
 Activation = Literal["linear", "sigmoid", "softmax"]
+AudioAlignment = Literal["interpolate", "projection"]
+
+
+class CheckpointMismatch(UserError, ValueError):
+    """A checkpoint whose weights this model's options cannot hold; the message gives the fix."""
+
+
+def align_audio(audio: Tensor, steps: int, dim: int) -> Tensor:
+    """The audio FVS (B, T_a, d_a) as the paper aligns it to the visual one (B, steps, dim), with
+    no parameters (III-F): temporal average pooling to the visual steps (linear interpolation if
+    audio is sparser), then linear interpolation of each vector's length d_a to d_v."""
+    if audio.shape[1] > steps:
+        audio = F.adaptive_avg_pool1d(audio.transpose(1, 2), steps).transpose(1, 2)
+    elif audio.shape[1] < steps:
+        audio = F.interpolate(audio.transpose(1, 2), size=steps, mode="linear").transpose(1, 2)
+    if audio.shape[-1] != dim:
+        audio = F.interpolate(audio, size=dim, mode="linear")  # (B, steps, d_a) -> d_v
+    return audio
 
 
 def conv_lengths(length: int, kernel_size: int, layers: int = NUM_LAYERS) -> list[int]:
@@ -238,9 +260,19 @@ def min_max(scores: Tensor) -> Tensor:
     return (scores - low) / (high - low).clamp_min(1e-12)
 
 
+def pool_clip_rows(scores: Tensor, rows: Sequence[Sequence[int]]) -> Tensor:
+    """Per-step scores -> one per labelled clip: the mean of its [first, end) rows, placed by
+    time by the datamodule (``meta["clip_rows"]``, see ``vhd.datamodules.clip_time``)."""
+    bounds = torch.as_tensor(rows, dtype=torch.long)
+    # float64 on the CPU (MPS has none): a long video sums thousands of steps
+    sums = F.pad(scores.detach().to("cpu", torch.float64).cumsum(0), (1, 0))
+    means = (sums[bounds[:, 1]] - sums[bounds[:, 0]]) / (bounds[:, 1] - bounds[:, 0])
+    return means.to(scores.dtype)
+
+
 def scores_to_clips(scores: Tensor, num_clips: int) -> Tensor:
-    """Per-step scores -> one per evaluation clip: the mean of the steps a clip covers (e.g. 10
-    steps at 5 fps per 2 s clip), or the step nearest the clip when features are coarser."""
+    """Per-step scores -> ``num_clips`` by position, for items without ``meta["clip_rows"]``: the
+    mean of the steps a clip's share of the sequence holds, or the step nearest it when fewer."""
     steps = scores.shape[0]
     if steps == num_clips:
         return scores
@@ -261,13 +293,25 @@ class RASL(VHDModule):
     keys ``video``, ``audio``, ``video_mask`` and the reconstruction mask ``mask``); evaluated
     without training on the target benchmark (``HighlightDataModule``) from video alone.
 
-    Paper defaults: ``window`` N = 150 (30 s at 5 fps), ``k`` = 10, the temperature Gamma starts at
-    ``temperature_init`` = 3.1, 50% of the steps masked (``mask_ratio``, used only when a batch
-    has no ``mask``), RMSprop with ``lr`` 1e-3, all loss weights 1 (eq. 11). ``video_dim`` and
-    ``audio_dim`` default to 768 (Swin [14] and Mockingjay [57] features; eq. 9 pairs r^v with r^a
-    directly, which needs equal widths). The paper gives no layer widths: ``channels`` (16, 32, 64)
-    with 3-wide kernels put one visual branch at 0.84 G multiply-adds per 30 s window, the 0.82
-    GFLOPs of Table VI (``benchmarks/rasl_complexity.py``).
+    Paper defaults: ``window`` N = 150 (30 s at 5 fps; evaluate with ``HighlightDataModule``'s
+    ``feature_step=0.2, pool_features=False``, so each labelled clip gets the mean score of the
+    0.2 s steps in its span), ``k`` = 10, the temperature Gamma starts at ``temperature_init`` =
+    3.1, 50% of the steps masked (``mask_ratio``, used only when a batch has no ``mask``), RMSprop
+    with ``lr`` 1e-3, all loss weights 1 (eq. 11). ``video_dim`` and ``audio_dim`` default to 768
+    (Swin [14] and Mockingjay [57] features).
+
+    ``audio_alignment="interpolate"`` (the paper, III-F): the audio FVS is average-pooled to the
+    visual steps and each vector linearly interpolated from d_a to d_v (``align_audio``, no
+    parameters), so the audio branch is as wide as the visual one and eq. 9 pairs r^v with r^a as
+    they are. ``"projection"`` (vhd before this option) keeps audio at d_a and joins the branches
+    through learned projections to ``scl_dim`` (needed when d_a != d_v); checkpoints pretrained so
+    load only with it.
+
+    The encoder is vhd's reading of an underspecified paper: III-F gives "3 convolutional layers
+    with a stride of 2" and nothing else, neither the axis they stride over (``conv_axis``, below)
+    nor their widths. ``channels`` (16, 32, 64) with 3-wide kernels are vhd's choice, made to
+    match Table VI: they put one visual branch at 0.84 G multiply-adds per 30 s window, the 0.82
+    GFLOPs reported (``benchmarks/rasl_complexity.py``).
 
     Ablations (Tables III, IV; Fig. 6): ``k=0`` (no L_r: RASL is a plain reweighting),
     ``kpoint_contrast=False`` (eta = mean of the top-k activations), ``self_attention=False``,
@@ -291,7 +335,7 @@ class RASL(VHDModule):
       capped at 100; Gamma = 3.1 gives 22.2), "linear" by Gamma itself. ``scl_negatives``: the
       other steps of the window (eq. 9 indexes one sequence) or of the whole batch; repeated
       copies of a step are never its negatives. ``scl_dim`` projects r^v and r^a to a joint space
-      (CLIP's projections) when their widths differ; null uses r itself.
+      (CLIP's projections); null uses r itself (the paper).
     - ``score_norm``: "video" min-max normalises the concatenated window scores ("concatenate and
       normalize"), "window" each window's scores before concatenation, "none" leaves them.
     """
@@ -317,6 +361,7 @@ class RASL(VHDModule):
         temperature_form: TemperatureForm = "log",
         scl_negatives: SCLNegatives = "window",
         scl_dim: int | None = None,
+        audio_alignment: AudioAlignment = "interpolate",
         mask_ratio: float = 0.5,
         aux_activations: AuxActivations = "main",
         recon_weight: float = 1.0,
@@ -335,7 +380,10 @@ class RASL(VHDModule):
         super().__init__(main_metric=main_metric)
         self.save_hyperparameters()
         self._check_options()
+        # the branches' input widths: audio interpolated to d_v, or its own with "projection"
         dims = {"visual": video_dim, "audio": audio_dim}
+        if audio_alignment == "interpolate":
+            dims["audio"] = video_dim
         used = {"audio_visual": ("visual", "audio"), "visual": ("visual",), "audio": ("audio",)}
         self.modalities = used[modalities]
         self.attention = nn.ModuleDict(
@@ -373,7 +421,7 @@ class RASL(VHDModule):
                 raise ValueError(
                     f"SCL pairs r^v (width {widths['visual']}) with r^a (width {widths['audio']}); "
                     "they differ because video_dim != audio_dim: set scl_dim to project both to "
-                    "a joint space"
+                    "a joint space, or audio_alignment='interpolate' (the paper)"
                 )
             self.temperature = nn.Parameter(torch.tensor(float(temperature_init)))  # Gamma (eq. 9)
         steps = window if conv_axis == "feature" else conv_lengths(window, kernel_size)[-1]
@@ -391,6 +439,11 @@ class RASL(VHDModule):
             raise ValueError("kernel_size and psi_kernel_size must be odd (same padding)")
         if len(hp.channels) != NUM_LAYERS:
             raise ValueError(f"channels lists the {NUM_LAYERS} encoder widths, got {hp.channels}")
+        if hp.audio_alignment not in ("interpolate", "projection"):
+            raise ValueError(
+                f"audio_alignment is 'interpolate' (the paper) or 'projection', got "
+                f"{hp.audio_alignment!r}"
+            )
         if hp.k < 0 or not 0.0 <= hp.mask_ratio < 1.0:
             raise ValueError(f"need k >= 0 and 0 <= mask_ratio < 1, got {hp.k}, {hp.mask_ratio}")
 
@@ -416,6 +469,9 @@ class RASL(VHDModule):
                     f"{key}_feature_dirs, or use modalities='visual' (the 'w/o audio' ablation)"
                 )
             inputs[m] = batch[key]
+        if "audio" in inputs and self.hparams.audio_alignment == "interpolate":
+            steps = batch["video"].shape[1] if "video" in batch else inputs["audio"].shape[1]
+            inputs["audio"] = align_audio(inputs["audio"], steps, self.hparams.video_dim)
         return inputs
 
     def _fuse(self, features: dict[str, Tensor]) -> Tensor:
@@ -541,6 +597,22 @@ class RASL(VHDModule):
             for callback in callbacks
         ]
 
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        """Checkpoints from before ``audio_alignment`` hold a d_a-wide audio branch (the learned
+        projection); with d_a != d_v they need ``audio_alignment="projection"``."""
+        saved = checkpoint.get("hyper_parameters", {})
+        if "audio_alignment" in saved or self.hparams.audio_alignment == "projection":
+            return
+        uses_audio = saved.get("modalities", "audio_visual") != "visual"
+        if uses_audio and saved.get("audio_dim", 768) != saved.get("video_dim", 768):
+            raise CheckpointMismatch(
+                "this RASL checkpoint was pretrained before audio_alignment existed, with "
+                f"audio_dim={saved.get('audio_dim')} != video_dim={saved.get('video_dim')}: its "
+                "audio branch is d_a wide and meets vision through learned projections; load it "
+                "with --model.init_args.audio_alignment=projection (RASL.load_from_checkpoint(..., "
+                "audio_alignment='projection'))"
+            )
+
     # -- inference -------------------------------------------------------------------------------
     def score_windows(self, windows: dict[str, Tensor]) -> Tensor:
         """Per-step highlight scores (W, N) of full windows: s of the scoring branch."""
@@ -586,7 +658,11 @@ class RASL(VHDModule):
     def predict_batch(self, batch: Batch) -> list[Prediction]:
         predictions: list[Prediction] = []
         for scores, meta in zip(self.highlight_scores(batch), batch["meta"], strict=True):
-            clips = scores_to_clips(scores, int(meta.get("num_clips", len(scores))))
+            clips = (
+                pool_clip_rows(scores, meta["clip_rows"])
+                if "clip_rows" in meta
+                else scores_to_clips(scores, int(meta.get("num_clips", len(scores))))
+            )
             predictions.append(
                 {
                     "qid": meta["qid"],

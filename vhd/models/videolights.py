@@ -26,13 +26,15 @@ import argparse
 import inspect
 import math
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
+import lightning as L
 import torch
 import torch.nn.functional as F
+from lightning.pytorch.callbacks import Callback, EarlyStopping
 from torch import Tensor, nn
 
-from vhd.errors import FeatureError
+from vhd.errors import ConfigError, FeatureError
 from vhd.losses.spans import span_cxw_to_xx
 from vhd.losses.videolights import AlignmentLoss, HardLossForm, VideoLightsCriterion
 from vhd.metrics import MomentRetrievalMetric
@@ -52,6 +54,10 @@ from vhd.models.layers.mlp import (
 from vhd.models.layers.position import TextPositionEmbedding, video_sine_positions
 from vhd.types import Batch, Prediction, VideoLightsOutput
 
+FRACorrelation = Literal["release", "per-pair"]
+WindowClamp = Literal["release", "duration"]
+RELEASE_MAX_END = {"qvhighlights": 150.0, "charades": 150.0}  # s; other protocols: no clamp
+RELEASE_MAX_END_VGG = 360.0  # Charades-STA with the 4096-d VGG features (+ 2 TEF columns)
 LOG_TINY = -103.27893  # float32 log(0 + 1e-45): the release's log-mask value for padded clips
 MOMENT_PROTOCOLS = ("qvhighlights", "charades", "tacos")
 # Model selection of the release (train.py calculate_stop_score): weighted mean of brief metrics.
@@ -79,10 +85,19 @@ class FRA(nn.Module):
     (evaluation) the mixer is applied part by part: the sentence, similarity and correspondence
     columns are constant or rank one over the clips, so only the clip part costs a per-clip
     matrix product (the same function, a quarter of the mixer's work).
+
+    ``correlation="per-pair"`` is the corrected form: each clip attends over the valid words
+    with the release's softmax of T V^T, and V_Q is the attended words scaled by c_q w_v, so it
+    depends on the video-text pair (same parameters, so release checkpoints load either way).
     """
 
-    def __init__(self, dim: int, dropout: float = 0.1) -> None:
+    def __init__(self, dim: int, dropout: float = 0.1, correlation: FRACorrelation = "release"):
         super().__init__()
+        if correlation not in ("release", "per-pair"):
+            raise ConfigError(
+                f"fra_correlation must be 'release' or 'per-pair', not {correlation!r}"
+            )
+        self.correlation = correlation
         self.w_sim = nn.Parameter(torch.empty(dim))  # similarity feature vector
         self.w_v = nn.Parameter(torch.empty(dim))  # correspondence: clip-side vector
         self.c_q = nn.Parameter(torch.empty(1))  # correspondence: word-side scalar
@@ -99,12 +114,22 @@ class FRA(nn.Module):
         weights = scores.masked_fill(~text_mask, torch.finfo(scores.dtype).min).softmax(dim=1)
         return (weights.to(text.dtype)[..., None] * text).sum(dim=1)
 
+    def correspondence(self, video: Tensor, text: Tensor, text_mask: Tensor) -> Tensor:
+        """V_Q: the constant c_q w_v, (d,), as released; per pair (B, Lv, d) when corrected."""
+        constant = (self.c_q * self.w_v).to(video.dtype)
+        if self.correlation == "release":
+            return constant
+        scores = (text @ video.transpose(1, 2)).float()  # (B, Lt, Lv), unscaled as released
+        scores = scores.masked_fill(~text_mask[..., None], torch.finfo(scores.dtype).min)
+        attended = scores.softmax(dim=1).to(text.dtype).transpose(1, 2) @ text  # (B, Lv, d)
+        return attended * constant
+
     def forward(self, video: Tensor, text: Tensor, video_mask: Tensor, text_mask: Tensor) -> Tensor:
         batch, length, dim = video.shape
         sentence = self.sentence(text, text_mask)
         similarity = F.cosine_similarity(video, sentence[:, None], dim=-1)  # V_S
         similarity = similarity + torch.where(video_mask, 0.0, LOG_TINY).to(similarity.dtype)
-        correspondence = (self.c_q * self.w_v).to(video.dtype)
+        correspondence = self.correspondence(video, text, text_mask)
         if self.training and self.dropout.p > 0:
             features = torch.cat(
                 [
@@ -119,12 +144,16 @@ class FRA(nn.Module):
         else:  # without dropout three of the four parts are rank one: mix them once, not per clip
             weight = self.mixer.weight.squeeze(-1).to(video.dtype)  # (d, 4d)
             w_video, w_similarity, w_sentence, w_correspondence = weight.split(dim, dim=1)
-            constant = w_correspondence @ correspondence + self.mixer.bias.to(video.dtype)
+            bias = self.mixer.bias.to(video.dtype)
+            if correspondence.dim() == 1:  # the release's constant: part of the bias
+                bias = w_correspondence @ correspondence + bias
             mixed = (
                 F.linear(video, w_video)
                 + similarity[..., None] * (w_similarity @ self.w_sim.to(video.dtype))
-                + F.linear(sentence, w_sentence, constant)[:, None]
+                + F.linear(sentence, w_sentence, bias)[:, None]
             )
+            if correspondence.dim() > 1:
+                mixed = mixed + F.linear(correspondence, w_correspondence)
         return self.dropout(F.relu(mixed))
 
 
@@ -236,6 +265,8 @@ class VideoLightsNet(nn.Module):
 
     With the QVHighlights defaults (video 3586, text 1280) it has 10,796,263 parameters, as the
     release. ``use_fra=False`` is the release's ablation (linear projections, no refinement).
+    ``fra_correlation``: see ``FRA``. ``use_negative_pairs=False`` skips the mismatched-text
+    pass (release: always run; about half the cost of a training step).
     """
 
     def __init__(
@@ -260,9 +291,12 @@ class VideoLightsNet(nn.Module):
         use_contrastive_align: bool = True,
         use_text_positions: bool = False,
         bicmf_mask: PairMaskMode = "release",
+        fra_correlation: FRACorrelation = "release",
+        use_negative_pairs: bool = True,
     ) -> None:
         super().__init__()
         self.hidden_dim = hidden_dim
+        self.use_negative_pairs = use_negative_pairs
         self.use_text_positions = use_text_positions
         # 3.1 projection and alignment: convolutional projections (linear without FRA)
         self.video_projection = input_projection(
@@ -271,7 +305,7 @@ class VideoLightsNet(nn.Module):
         self.text_projection = input_projection(
             text_dim, hidden_dim, num_input_proj, input_dropout, conv=use_fra
         )
-        self.fra = FRA(hidden_dim) if use_fra else None  # 3.2
+        self.fra = FRA(hidden_dim, correlation=fra_correlation) if use_fra else None  # 3.2
         self.global_token = nn.Parameter(torch.randn(hidden_dim))
         self.global_position = nn.Parameter(torch.randn(hidden_dim))
         self.text_positions = TextPositionEmbedding(max_q_l, hidden_dim, input_dropout)
@@ -371,12 +405,12 @@ class VideoLightsNet(nn.Module):
         )  # fmt: skip
         if not for_loss:
             return output
-        # negative pairs: every video with the next sample's text, the same V1 and positions
-        memory_negative, global_negative = self.encode(
-            refined, video_mask, video_pos,
-            text.roll(-1, dims=0), text_mask.roll(-1, dims=0), text_pos,
-        )  # fmt: skip
-        output.saliency_negative = self.saliency(memory_negative, global_negative)
+        if self.use_negative_pairs:  # every video with the next sample's text, the same V1
+            memory_negative, global_negative = self.encode(
+                refined, video_mask, video_pos,
+                text.roll(-1, dims=0), text_mask.roll(-1, dims=0), text_pos,
+            )  # fmt: skip
+            output.saliency_negative = self.saliency(memory_negative, global_negative)
         if self.mr_to_hd is not None:
             output.saliency_mr = self.mr_to_hd(projected, memory, logits[-1], spans[-1])
         if self.contrastive is not None:
@@ -482,23 +516,39 @@ def load_checkpoint_weights(path: str | Path) -> dict[str, Tensor]:
 
 # -- post-processing and model selection -----------------------------------------------------------
 def postprocess_windows(
-    spans: Tensor, scores: Tensor, duration: float, clip_len: float
+    spans: Tensor,
+    scores: Tensor,
+    duration: float,
+    clip_len: float,
+    max_end: float | Literal["duration"] | None = "duration",
 ) -> list[list[float]]:
     """One query's (Q, 2) normalised (center, width) spans -> ``[[start_s, end_s, score], ...]``.
 
     As released: spans x ``duration``, rows sorted by score, numbers rounded to 4 decimals, ends
-    clamped and rounded to multiples of ``clip_len`` (round half to even). The release clamps to
-    [0, 150] s (the QVHighlights length); we clamp to the video, [0, duration] (the same for
-    150 s videos), so no window ends after the video. Zero-length windows can result (release).
+    rounded to multiples of ``clip_len`` (round half to even). ``max_end``: the release's clamp,
+    [0, max_end] s before rounding (150 on QVHighlights and Charades-STA), or None for rounding
+    only (the release on other datasets); "duration" clamps to the video before and after
+    rounding, so no window ends after it. Zero-length windows can result (release).
     """
-    return postprocess_windows_batch(spans[None], scores[None], [duration], [clip_len])[0]
+    return postprocess_windows_batch(
+        spans[None],
+        scores[None],
+        [duration],
+        [clip_len],
+        None if max_end == "duration" else [max_end],
+    )[0]
 
 
 def postprocess_windows_batch(
-    spans: Tensor, scores: Tensor, durations: list[float], clip_lens: list[float]
+    spans: Tensor,
+    scores: Tensor,
+    durations: list[float],
+    clip_lens: list[float],
+    max_ends: list[float | None] | None = None,
 ) -> list[list[list[float]]]:
     """``postprocess_windows`` for a batch, (B, Q, 2) spans and (B, Q) scores: the tensor steps
-    once for all queries (the same float32 operations, so the same numbers)."""
+    once for all queries (the same float32 operations, so the same numbers). ``max_ends``: one
+    ``max_end`` per query; None clamps every query to its duration."""
     duration = torch.tensor(durations, dtype=torch.float32)[:, None, None]
     seconds = span_cxw_to_xx(spans.float()) * duration
     scores = scores.float()
@@ -507,14 +557,21 @@ def postprocess_windows_batch(
     rows = rows.gather(1, order[..., None].expand(-1, -1, 3)).tolist()
     rounded = [[[float(f"{value:.4f}") for value in row] for row in query] for query in rows]
     bounds = torch.tensor([[row[:2] for row in query] for query in rounded], dtype=torch.float32)
-    bounds = bounds.clamp(min=0).minimum(duration)
+    if max_ends is None:
+        bounds = bounds.clamp(min=0).minimum(duration)
+    else:  # the release's clamp per query (torch.clamp(windows, 0, max_end)); None: none
+        bounds = torch.stack(
+            [b if end is None else b.clamp(0, end) for b, end in zip(bounds, max_ends, strict=True)]
+        )
     if len(set(clip_lens)) == 1:  # a scalar divisor, as one query at a time divides
         bounds = torch.round(bounds / clip_lens[0]) * clip_lens[0]
     else:
         bounds = torch.stack(
             [torch.round(b / c) * c for b, c in zip(bounds, clip_lens, strict=True)]
         )
-    bounds = bounds.clamp(min=0).minimum(duration).tolist()
+    if max_ends is None:  # rounding may pass the end of a video that is no multiple of clip_len
+        bounds = bounds.clamp(min=0).minimum(duration)
+    bounds = bounds.tolist()
     return [
         [[*bound, float(f"{row[2]:.4f}")] for bound, row in zip(query_bounds, query, strict=True)]
         for query_bounds, query in zip(bounds, rounded, strict=True)
@@ -524,7 +581,9 @@ def postprocess_windows_batch(
 def stop_score(results: dict[str, float], protocol: str) -> float | None:
     """The release's model-selection score: a weighted mean of brief metrics (train.py).
 
-    Weights are normalised over the full list; a missing metric contributes 0 (as released).
+    Weights are normalised over the full list; a missing metric contributes 0 (as released), and
+    so does a NaN one: vhd's metrics give NaN for a length bucket without moments (as Moment-DETR's
+    evaluator), where the release's evaluator gives 0, and a NaN score would stop model selection.
     None when no moment metric is present.
     """
     weights = STOP_SCORE_WEIGHTS["qvhighlights" if protocol == "qvhighlights" else "grounding"]
@@ -532,7 +591,9 @@ def stop_score(results: dict[str, float], protocol: str) -> float | None:
         return None
     total = sum(weights.values())
     return sum(
-        results[name] * weight / total for name, weight in weights.items() if name in results
+        results[name] * weight / total
+        for name, weight in weights.items()
+        if name in results and not math.isnan(results[name])
     )
 
 
@@ -591,6 +652,29 @@ def missing_features_message(files: list[tuple[Path, str]], synthetic_config: st
     )
 
 
+# -- early stopping --------------------------------------------------------------------------------
+class ReleaseEarlyStopping(EarlyStopping):
+    """The release's early stopping: stop once the main metric has not improved for more than
+    ``max_es_cnt`` evaluations in a row (train.py: ``es_cnt > max_es_cnt``), checked after every
+    evaluation. The metric is the model's ``main_metric``, known once the datamodule's protocol
+    is (setup), the one ``BestCheckpoint`` selects on; non-finite values count as no
+    improvement, as in the release."""
+
+    def __init__(self, max_es_cnt: int) -> None:
+        super().__init__(
+            monitor="",  # set in setup
+            mode="max",
+            patience=max_es_cnt + 1,
+            check_finite=False,
+            check_on_train_epoch_end=False,
+        )
+
+    def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
+        if not self.monitor:
+            self.monitor = getattr(pl_module, "main_metric", "")
+        super().setup(trainer, pl_module, stage)
+
+
 # -- the LightningModule ---------------------------------------------------------------------------
 class VideoLights(VHDModule):
     """VideoLights for moment retrieval and highlight detection; defaults = the release on
@@ -603,14 +687,17 @@ class VideoLights(VHDModule):
     ``num_input_proj`` projection blocks, ``contrastive_dim``, ``max_q_l`` (size of the unused
     learned text positions), ``activation`` of every FFN (release: PReLU), switches ``use_fra``,
     ``use_mr_to_hd`` (Uni-JFM task-coupled path), ``use_contrastive_align``,
-    ``use_text_positions``, and ``bicmf_mask`` ("release": the tiled mask quirk, default;
-    "per-sample": plain key padding).
+    ``use_text_positions``, ``bicmf_mask`` ("release": the tiled mask quirk, default;
+    "per-sample": plain key padding), ``fra_correlation`` ("release": FRA's word-clip
+    correspondence is a learned constant; "per-pair": the corrected, input-dependent form) and
+    ``use_negative_pairs`` (release: True, the mismatched-text pass and its losses).
 
     Losses (``VideoLightsCriterion``, section 3 / eq. 3-4): λ_L1 ``span_loss_coef``, λ_gIoU
     ``giou_loss_coef``, λ_cls ``label_loss_coef`` with ``eos_coef``; matcher costs
     ``set_cost_*``; λ_sal ``saliency_loss_coef``; Δ ``saliency_margin``; ``rank_contrastive_tau``;
     Uni-JFM L_ts ``cos_sim_loss_coef`` (scsl) and L_tc ``mr_to_hd_loss_coef`` (tcl); hard losses
-    ``hard_pos_neg_loss`` with ``hard_pos_neg_loss_coef`` (hl; W_j = (epoch + 1) x coef) and
+    ``hard_pos_neg_loss`` with ``hard_pos_neg_loss_coef`` (hl; W_j = (epoch + 1) x coef),
+    ``hard_pos_neg_weight_max`` (a cap on W_j; None: unbounded, as released) and
     ``hard_loss_form``; alignment ``contrastive_align_loss_coef`` (al; release 0.2, paper Table 6
     0.1), ``temperature``, ``alignment_loss``; ``aux_loss`` per decoder layer; ``use_matcher``
     (None: whenever the batch has windows; TVSum trains saliency only, as released).
@@ -619,7 +706,14 @@ class VideoLights(VHDModule):
     ``lr_drop`` epochs (x0.1); gradient clipping 0.1 is the trainer's ``gradient_clip_val``.
     ``pretrained_checkpoint``: weights (only) of a vhd or release checkpoint, loaded when fitting
     starts (fine-tuning after pretraining). Model selection: the release's stop score
-    (``val/stop_score``) on moment datasets, top-5 mAP on TVSum.
+    (``val/stop_score``) on moment datasets, top-5 mAP on TVSum. ``max_es_cnt``: the release's
+    early stopping, after more than that many evaluations without a better main metric
+    (release 200, pretraining 100; -1 never stops).
+
+    Predicted windows (``window_clamp``): "release" clamps them to [0, 150] s on QVHighlights
+    and Charades-STA ([0, 360] s for Charades' 4096-d VGG features) and only rounds them on
+    other datasets, as the release's post-processor does; "duration" clamps them to the video.
+    Without a benchmark protocol (own videos) windows are clamped to the video either way.
     """
 
     predicts_windows = True
@@ -647,6 +741,8 @@ class VideoLights(VHDModule):
         use_contrastive_align: bool = True,
         use_text_positions: bool = False,
         bicmf_mask: PairMaskMode = "release",
+        fra_correlation: FRACorrelation = "release",
+        use_negative_pairs: bool = True,
         span_loss_coef: float = 10.0,
         giou_loss_coef: float = 1.0,
         label_loss_coef: float = 4.0,
@@ -661,6 +757,7 @@ class VideoLights(VHDModule):
         mr_to_hd_loss_coef: float = 1.0,
         hard_pos_neg_loss: bool = True,
         hard_pos_neg_loss_coef: float = 10.0,
+        hard_pos_neg_weight_max: float | None = None,
         hard_loss_form: HardLossForm = "release",
         contrastive_align_loss_coef: float = 0.2,
         temperature: float = 0.07,
@@ -672,8 +769,16 @@ class VideoLights(VHDModule):
         lr_drop: int = 400,
         pretrained_checkpoint: str | None = None,
         main_metric: str | None = None,
+        max_es_cnt: int = 200,
+        window_clamp: WindowClamp = "release",
     ) -> None:
         super().__init__(main_metric=main_metric)
+        if window_clamp not in ("release", "duration"):
+            raise ConfigError(f"window_clamp must be 'release' or 'duration', not {window_clamp!r}")
+        if max_es_cnt < -1:
+            raise ConfigError(
+                f"max_es_cnt must be -1 (no early stopping) or >= 0, not {max_es_cnt}"
+            )
         self.save_hyperparameters()
         hp = dict(self.hparams)
         self.net = VideoLightsNet(
@@ -772,9 +877,11 @@ class VideoLights(VHDModule):
         predictions: list[Prediction] = []
         if windows:
             metas = batch["meta"]
+            max_end = self.release_max_end()
             all_windows = postprocess_windows_batch(
                 spans, foreground, [float(m["duration"]) for m in metas],
                 [float(m["clip_len"]) for m in metas],
+                None if max_end == "duration" else [max_end] * len(metas),
             )  # fmt: skip
         for row, meta in enumerate(batch["meta"]):
             prediction: Prediction = {
@@ -788,6 +895,25 @@ class VideoLights(VHDModule):
                 prediction["pred_saliency_scores"] = saliency[row, : meta["num_clips"]].tolist()
             predictions.append(prediction)
         return predictions
+
+    def release_max_end(self) -> float | Literal["duration"] | None:
+        """The upper clamp of predicted windows (see ``window_clamp``); "duration": the video."""
+        if self.hparams.window_clamp == "duration" or self.protocol is None:
+            return "duration"
+        if self.protocol == "charades" and self.hparams.video_dim in (4096, 4098):
+            return RELEASE_MAX_END_VGG
+        return RELEASE_MAX_END.get(self.protocol)
+
+    def configure_callbacks(self) -> list[Callback]:
+        """The base callbacks plus the release's early stopping (``max_es_cnt``), unless the
+        config has an EarlyStopping of its own."""
+        callbacks = super().configure_callbacks()
+        existing = self.trainer.callbacks if self._trainer is not None else []
+        if self.hparams.max_es_cnt >= 0 and not any(
+            isinstance(cb, EarlyStopping) for cb in existing
+        ):
+            callbacks.append(ReleaseEarlyStopping(self.hparams.max_es_cnt))
+        return callbacks
 
     def derived_metrics(self, results: dict[str, float]) -> dict[str, float]:
         score = stop_score(results, self.protocol or "qvhighlights")
