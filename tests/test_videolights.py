@@ -248,6 +248,22 @@ def test_checkpoints_load_weights_only(tmp_path: Path) -> None:
     )
 
 
+def test_a_bad_pretrained_checkpoint_is_a_user_error(tmp_path: Path) -> None:
+    """Not a checkpoint, or another program's dict: one message naming the flag or the keys."""
+    from vhd.errors import UserError
+
+    noise = tmp_path / "noise.ckpt"
+    noise.write_bytes(b"\x07" * 100)
+    with pytest.raises(UserError, match=r"noise\.ckpt cannot be read as a checkpoint"):
+        load_checkpoint_weights(noise)
+    with pytest.raises(UserError, match=r"pretrained_checkpoint .*missing\.ckpt: no such file"):
+        load_checkpoint_weights(tmp_path / "missing.ckpt")
+    other = tmp_path / "other.ckpt"
+    torch.save({"weights": torch.zeros(2)}, other)
+    with pytest.raises(UserError, match=r"neither a vhd checkpoint .* found keys \['weights'\]"):
+        load_checkpoint_weights(other)
+
+
 # -- quirks and building blocks --------------------------------------------------------------------
 def test_bicmf_release_mask_depends_on_the_batch() -> None:
     torch.manual_seed(0)

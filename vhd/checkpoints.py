@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import re
 import zipfile
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -30,14 +30,18 @@ class CheckpointError(UserError, ValueError):
     """A checkpoint that is missing, unreadable, or of another model than the one configured."""
 
 
-def read_checkpoint(path: str | Path, flag: str = "--ckpt_path") -> dict[str, Any]:
-    """The checkpoint's dict, tensors only; anything else is a ``CheckpointError``."""
+def read_checkpoint(
+    path: str | Path, flag: str = "--ckpt_path", allowed: Sequence[type] = ()
+) -> dict[str, Any]:
+    """The checkpoint's dict, tensors only (and objects of the ``allowed`` types, e.g. the
+    VideoLights release's option namespace); anything else is a ``CheckpointError``."""
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"{flag} {path}: no such file; {FIX}")
     is_zip = zipfile.is_zipfile(path)
     try:
-        checkpoint = torch.load(path, map_location="cpu", weights_only=True, mmap=is_zip)
+        with torch.serialization.safe_globals(list(allowed)):
+            checkpoint = torch.load(path, map_location="cpu", weights_only=True, mmap=is_zip)
     except Exception as err:  # every failure to unpickle means: not a checkpoint we can read
         raise CheckpointError(
             f"{path} cannot be read as a checkpoint: {_unreadable(path, is_zip, err)}; {FIX}"

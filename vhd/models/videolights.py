@@ -34,6 +34,7 @@ import torch.nn.functional as F
 from lightning.pytorch.callbacks import Callback, EarlyStopping
 from torch import Tensor, nn
 
+from vhd.checkpoints import CheckpointError, read_checkpoint
 from vhd.errors import ConfigError, FeatureError
 from vhd.losses.spans import span_cxw_to_xx
 from vhd.losses.videolights import AlignmentLoss, HardLossForm, VideoLightsCriterion
@@ -497,8 +498,9 @@ def load_checkpoint_weights(path: str | Path) -> dict[str, Tensor]:
     Only tensors are unpickled (``weights_only=True``); the release's option namespace is the one
     non-tensor object allowed. Optimizer states are ignored.
     """
-    with torch.serialization.safe_globals([argparse.Namespace]):
-        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+    checkpoint = read_checkpoint(
+        path, flag="--model.init_args.pretrained_checkpoint", allowed=[argparse.Namespace]
+    )
     if "state_dict" in checkpoint:  # vhd / Lightning
         prefix = "net."
         return {
@@ -508,9 +510,9 @@ def load_checkpoint_weights(path: str | Path) -> dict[str, Tensor]:
         }
     if "model" in checkpoint:  # release: {"model", "optimizer", "epoch", "opt", ...}
         return convert_official_state_dict(checkpoint["model"])
-    raise ValueError(
+    raise CheckpointError(
         f"{path}: neither a vhd checkpoint (key 'state_dict') nor a VideoLights release checkpoint "
-        f"(key 'model'); found keys {sorted(checkpoint)[:8]}"
+        f"(key 'model'); found keys {sorted(checkpoint)[:8]}; pass a pretraining run's best.ckpt"
     )
 
 
