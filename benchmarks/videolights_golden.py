@@ -36,6 +36,8 @@ from torch import Tensor
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from videolights_parity import release_targets  # noqa: E402  (beside this script)
+
 from tests import videolights_golden_helpers as golden  # noqa: E402
 from vhd.models import VideoLights  # noqa: E402
 from vhd.models.videolights import convert_official_state_dict  # noqa: E402
@@ -262,15 +264,7 @@ def release_layout(out: dict) -> dict[str, Tensor]:
 def release_run(model, criterion, batch: dict, epoch: int) -> tuple[dict, dict, Tensor]:
     out = model(batch["query"], batch["query_mask"].float(), batch["video"],
                 batch["video_mask"].float())  # fmt: skip
-    targets = {
-        "saliency_pos_labels": batch["saliency_pos"],
-        "saliency_neg_labels": batch["saliency_neg"],
-        "saliency_all_labels": batch["saliency"],
-        "saliency_pos_index": (batch["saliency"] > 0).long(),
-    }
-    if "windows" in batch:
-        targets["span_labels"] = [{"spans": windows} for windows in batch["windows"]]
-    terms = criterion(out, targets, epoch)
+    terms = criterion(out, release_targets(batch), epoch)
     weights = criterion.weight_dict
     weighted = {name: terms[name] * weights[name] for name in terms if name in weights}
     total = sum(weighted.values())

@@ -34,14 +34,7 @@ from vhd.losses.spans import (
 )
 from vhd.losses.videolights import VideoLightsCriterion
 
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """One intra-op thread: on 2 shared cores a second thread mostly waits for the first."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def one_match(batch: int) -> list[tuple[torch.Tensor, torch.Tensor]]:

@@ -166,19 +166,26 @@ def write_real_layout(source: Path, root: Path, video_dim: int) -> None:
     (root / "splits.json").write_text(json.dumps(chosen))
 
 
-def write_corpus(root: Path, video_dim: int, audio_dim: int) -> None:
-    """An unlabelled corpus as the real one: per-video files, audio 4x denser than video."""
+def write_corpus(
+    root: Path,
+    video_dim: int,
+    audio_dim: int,
+    steps: tuple[int, ...] = (9, 15, 31, 40),
+    step_s: float = 2.0,
+) -> None:
+    """An unlabelled corpus as the real one: per-video files of ``steps`` rows every ``step_s``
+    seconds, audio 4x denser than video."""
     (root / "video_features").mkdir(parents=True)
     (root / "audio_features").mkdir()
     rng = np.random.default_rng(1)
     rows = []
-    for index, steps in enumerate((9, 15, 31, 40)):
+    for index, length in enumerate(steps):
         vid = f"corpus_{index}"
-        video = rng.normal(size=(steps, video_dim)).astype(np.float32)
+        video = rng.normal(size=(length, video_dim)).astype(np.float32)
         np.savez(root / "video_features" / f"{vid}.npz", features=video)
-        audio = rng.normal(size=(4 * steps, audio_dim)).astype(np.float32)
+        audio = rng.normal(size=(4 * length, audio_dim)).astype(np.float32)
         np.savez(root / "audio_features" / f"{vid}.npz", features=audio)
-        rows.append(json.dumps({"vid": vid, "duration": 2.0 * steps}))
+        rows.append(json.dumps({"vid": vid, "duration": step_s * length}))
     (root / "videos.jsonl").write_text("\n".join(rows) + "\n")
 
 

@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 import torch
 
+from tests.test_rasl_cli import write_corpus
 from vhd.cli import main
 from vhd.datamodules import HighlightDataModule
 from vhd.errors import FeatureError
@@ -60,22 +61,6 @@ def write_benchmark(root: Path, val: dict[str, tuple[int, int]] = VAL) -> dict[s
     return records
 
 
-def write_corpus(root: Path) -> None:
-    """Unlabelled videos at 5 fps, audio 4x denser and narrower than video."""
-    (root / "video_features").mkdir(parents=True)
-    (root / "audio_features").mkdir()
-    rng = np.random.default_rng(1)
-    rows = []
-    for index, steps in enumerate((200, 150, 320, 90)):
-        vid = f"corpus_{index}"
-        video = rng.normal(size=(steps, VIDEO_DIM)).astype(np.float32)
-        np.savez(root / "video_features" / f"{vid}.npz", features=video)
-        audio = rng.normal(size=(4 * steps, AUDIO_DIM)).astype(np.float32)
-        np.savez(root / "audio_features" / f"{vid}.npz", features=audio)
-        rows.append(json.dumps({"vid": vid, "duration": steps * STEP}))
-    (root / "videos.jsonl").write_text("\n".join(rows) + "\n")
-
-
 def run_args(config: str, data_root: Path, run_dir: Path, *extra: str) -> list[str]:
     return [
         "--config", str(REPO / "configs" / config), f"--data.init_args.data_root={data_root}",
@@ -116,7 +101,7 @@ def test_planted_pattern_lands_on_its_own_clips(tmp_path: Path) -> None:
 
 
 def test_pretrain_and_evaluate_at_150_steps_per_window(tmp_path: Path) -> None:
-    write_corpus(tmp_path / "corpus")
+    write_corpus(tmp_path / "corpus", VIDEO_DIM, AUDIO_DIM, steps=(200, 150, 320, 90), step_s=STEP)
     records = write_benchmark(tmp_path / "bench")
     model_args = (
         "--data.init_args.fps=5", f"--model.init_args.video_dim={VIDEO_DIM}",

@@ -26,13 +26,7 @@ TINY = {"hidden_dim": 32, "ffn_dim": 64, "num_heads": 4, "num_encoder_layers": 1
         "num_decoder_layers": 2, "num_queries": 5, "contrastive_dim": 8}  # fmt: skip
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """One intra-op thread: on 2 shared cores a second thread mostly waits for the first."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def run_args(config: Path, data_root: Path, run_dir: Path, tiny: bool = True) -> list[str]:

@@ -33,12 +33,7 @@ LOSS_RTOL, LOSS_ATOL = 5e-5, 1e-5
 GRADIENT_RTOL, GRADIENT_ATOL = 1e-2, 1e-6
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @cache

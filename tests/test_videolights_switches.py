@@ -16,6 +16,7 @@ import yaml
 from lightning.pytorch.callbacks import EarlyStopping
 from lightning.pytorch.trainer.states import TrainerFn
 
+from tests.test_videolights import TINY
 from vhd.datamodules import MomentDataModule
 from vhd.datamodules.holdout import HoldoutError, held_out_videos
 from vhd.datamodules.targets import clamp_windows, windows_to_center_width
@@ -33,18 +34,9 @@ from vhd.models.videolights import (
 
 REPO = Path(__file__).resolve().parents[1]
 CONFIGS = REPO / "configs"
-TINY = dict(
-    video_dim=10, text_dim=6, hidden_dim=32, num_heads=4, ffn_dim=32, num_encoder_layers=1,
-    num_decoder_layers=2, num_queries=4, contrastive_dim=8,
-)  # fmt: skip
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def inputs(seed: int = 0) -> tuple[torch.Tensor, ...]:

@@ -514,15 +514,16 @@ class HighlightDataModule(LabelledDataModule):
         spans = clip_spans(record, num_labels, self.hparams.clip_len)
         covered = covered_clips(spans, num_rows, step)
         rows = clip_rows(spans[:covered], step, num_rows)
-        folder = self.data_root / self.video_feature_dirs[0]
-        where = FeatureFolder(folder).path_for(vid) or folder / f"{vid}.npz"
-        shortfall = (
-            f"{where}: {num_rows} rows of {step:g} s cover {num_rows * step:.1f} s, but the "
-            f"{num_labels} labelled clips span {spans[-1, 1]:.1f} s"
-        )
         spare = num_rows - int(rows[:, 1].max()) if covered else 0
-        timing = {"clip_rows": rows, "feature_step": step, "spare_rows": spare}
-        return covered, {**timing, "shortfall": shortfall}
+        timing: dict[str, Any] = {"clip_rows": rows, "feature_step": step, "spare_rows": spare}
+        if covered < num_labels:  # named only when short: a file lookup per video otherwise
+            folder = self.data_root / self.video_feature_dirs[0]
+            where = FeatureFolder(folder).path_for(vid) or folder / f"{vid}.npz"
+            timing["shortfall"] = (
+                f"{where}: {num_rows} rows of {step:g} s cover {num_rows * step:.1f} s, but the "
+                f"{num_labels} labelled clips span {spans[-1, 1]:.1f} s"
+            )
+        return covered, timing
 
     def _report_windows(self, videos: list[dict[str, Any]]) -> None:
         hp = self.hparams
